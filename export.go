@@ -1,0 +1,192 @@
+package exportd
+
+import (
+	"fmt"
+	"slices"
+	"time"
+)
+
+// Dataset names what an export pages out of the source.
+type Dataset string
+
+// The datasets.
+const (
+	Orders   Dataset = "orders"   // one row per order, items and payments nested
+	Payments Dataset = "payments" // one row per transaction
+)
+
+// Valid reports whether d is a known dataset.
+func (d Dataset) Valid() bool { return d == Orders || d == Payments }
+
+// Format names a file format an export writes.
+type Format string
+
+// The formats. Each streams with bounded memory.
+const (
+	Parquet Format = "parquet"
+	Arrow   Format = "arrow"
+	JSONL   Format = "jsonl.gz"
+	CSV     Format = "csv.gz"
+)
+
+// Formats lists the formats in their canonical order.
+var Formats = []Format{Parquet, Arrow, JSONL, CSV}
+
+// Valid reports whether f is a known format.
+func (f Format) Valid() bool { return slices.Contains(Formats, f) }
+
+// Ext returns the file name extension of the format, dot included.
+func (f Format) Ext() string {
+	switch f {
+	case Arrow:
+		return ".arrow"
+	case Parquet:
+		return ".parquet"
+	default:
+		return "." + string(f)
+	}
+}
+
+// DefaultMaxRowsPerFile is the part size when a request names none. All
+// formats of one export rotate at the same row boundary, so part N of each
+// format holds the same records.
+const DefaultMaxRowsPerFile = 1_000_000
+
+// Retention bounds how long files are kept after an export succeeds.
+const (
+	DefaultRetention = 24 * time.Hour
+	MaxRetention     = 7 * 24 * time.Hour
+)
+
+// Spec is what an export asks for, after validation. It is the plain-JSON
+// input of ExportWorkflow, so a Spec written by hand starts an export too.
+type Spec struct {
+	ExportID       string    `json:"exportId"`
+	AppID          string    `json:"appId,omitempty"`
+	MerchantID     string    `json:"merchantId"`
+	Dataset        Dataset   `json:"dataset"`
+	Start          time.Time `json:"start"` // inclusive
+	End            time.Time `json:"end"`   // exclusive
+	Formats        []Format  `json:"formats"`
+	MaxRowsPerFile int       `json:"maxRowsPerFile,omitempty"`
+	Locations      []string  `json:"locations,omitempty"`
+	Retention      Duration  `json:"retention,omitempty"`
+	CallbackURL    string    `json:"callbackUrl,omitempty"`
+}
+
+// Normalize fills defaults and validates the spec. It returns a
+// *ValidationError naming the first bad field.
+func (s *Spec) Normalize() error {
+	if s.ExportID == "" || !validID(s.ExportID) {
+		return &ValidationError{Field: "exportId", Reason: "must be 1-64 characters of letters, digits, '-' or '_'"}
+	}
+	if s.MerchantID == "" {
+		return &ValidationError{Field: "merchantId", Reason: "is required"}
+	}
+	if !s.Dataset.Valid() {
+		return &ValidationError{Field: "dataset", Reason: fmt.Sprintf("must be %q or %q", Orders, Payments)}
+	}
+	if s.Start.IsZero() || s.End.IsZero() {
+		return &ValidationError{Field: "start", Reason: "start and end are required"}
+	}
+	s.Start, s.End = s.Start.UTC(), s.End.UTC()
+	if !s.Start.Before(s.End) {
+		return &ValidationError{Field: "end", Reason: "must be after start (the window is [start, end))"}
+	}
+	if len(s.Formats) == 0 {
+		s.Formats = []Format{Parquet}
+	}
+	seen := map[Format]bool{}
+	for _, f := range s.Formats {
+		if !f.Valid() {
+			return &ValidationError{Field: "formats", Reason: fmt.Sprintf("unknown format %q (known: parquet, arrow, jsonl.gz, csv.gz)", f)}
+		}
+		if seen[f] {
+			return &ValidationError{Field: "formats", Reason: fmt.Sprintf("format %q given twice", f)}
+		}
+		seen[f] = true
+	}
+	if s.MaxRowsPerFile == 0 {
+		s.MaxRowsPerFile = DefaultMaxRowsPerFile
+	}
+	if s.MaxRowsPerFile < 1 || s.MaxRowsPerFile > 100_000_000 {
+		return &ValidationError{Field: "maxRowsPerFile", Reason: "must be between 1 and 100000000"}
+	}
+	if s.Retention == 0 {
+		s.Retention = Duration(DefaultRetention)
+	}
+	if s.Retention < Duration(time.Minute) || s.Retention > Duration(MaxRetention) {
+		return &ValidationError{Field: "retention", Reason: fmt.Sprintf("must be between 1m and %s", MaxRetention)}
+	}
+	return nil
+}
+
+func validID(s string) bool {
+	if len(s) > 64 {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// ValidationError says which field of a request is wrong and why.
+type ValidationError struct {
+	Field  string
+	Reason string
+}
+
+func (e *ValidationError) Error() string { return e.Field + " " + e.Reason }
+
+// Tally summarises the records of an export.
+type Tally struct {
+	Locations    int   `json:"locations"`    // distinct locations seen
+	Orders       int64 `json:"orders"`       // distinct orders seen
+	Transactions int64 `json:"transactions"` // transactions seen
+	Amount       int64 `json:"amount"`       // sum of transaction amounts, cents
+}
+
+// FileInfo describes one committed result file.
+type FileInfo struct {
+	Name     string `json:"name"`
+	Format   Format `json:"format"`
+	Part     int    `json:"part"`
+	Rows     int64  `json:"rows"`
+	Bytes    int64  `json:"bytes"`
+	SHA256   string `json:"sha256"`
+	FirstKey Key    `json:"firstKey"`
+	LastKey  Key    `json:"lastKey"`
+}
+
+// SchemaVersion is the version of the exported record layout and manifest.
+const SchemaVersion = 1
+
+// Manifest is manifest.json: what an export produced and how to verify it.
+type Manifest struct {
+	ExportID      string     `json:"exportId"`
+	MerchantID    string     `json:"merchantId"`
+	Dataset       Dataset    `json:"dataset"`
+	Start         time.Time  `json:"start"`
+	End           time.Time  `json:"end"`
+	GeneratedAt   time.Time  `json:"generatedAt"`
+	SchemaVersion int        `json:"schemaVersion"`
+	Rows          int64      `json:"rows"`
+	Files         []FileInfo `json:"files"`
+	Tally         Tally      `json:"tally"`
+	Totals        Totals     `json:"totals"`
+}
+
+// Totals sums the money columns of the exported rows.
+type Totals struct {
+	Subtotal int64 `json:"subtotal,omitempty"`
+	Tax      int64 `json:"tax,omitempty"`
+	Tip      int64 `json:"tip,omitempty"`
+	Total    int64 `json:"total,omitempty"`  // orders: sum of order totals
+	Amount   int64 `json:"amount,omitempty"` // payments: sum of amounts
+}
+
+// ManifestName is the object name of the manifest within an export.
+const ManifestName = "manifest.json"

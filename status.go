@@ -1,0 +1,126 @@
+package exportd
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// Phase is the workflow's view of an export's life.
+type Phase string
+
+// The phases: QUEUED -> EXPORTING -> READY -> EXPIRED, or FAILED / CANCELED.
+const (
+	PhaseQueued    Phase = "QUEUED"
+	PhaseExporting Phase = "EXPORTING"
+	PhaseReady     Phase = "READY"
+	PhaseExpired   Phase = "EXPIRED"
+	PhaseFailed    Phase = "FAILED"
+	PhaseCanceled  Phase = "CANCELED"
+)
+
+// Final reports whether no further phase follows p.
+func (p Phase) Final() bool {
+	return p == PhaseExpired || p == PhaseFailed || p == PhaseCanceled
+}
+
+// Status is the native API's name for a phase.
+func (p Phase) Status() string {
+	switch p {
+	case PhaseQueued:
+		return "queued"
+	case PhaseExporting:
+		return "running"
+	case PhaseReady:
+		return "succeeded"
+	case PhaseExpired:
+		return "expired"
+	case PhaseFailed:
+		return "failed"
+	case PhaseCanceled:
+		return "canceled"
+	}
+	return "queued"
+}
+
+// Progress is how far the export activity has come.
+type Progress struct {
+	Rows  int64 `json:"rows"`
+	Total int64 `json:"total"`
+}
+
+// Percent returns rows done over rows planned, 0-100; an empty export is
+// 100% once it has been planned.
+func (p Progress) Percent() float64 {
+	if p.Total <= 0 {
+		return 0
+	}
+	v := float64(p.Rows) * 100 / float64(p.Total)
+	if v > 100 {
+		v = 100
+	}
+	return v
+}
+
+// State is what the workflow publishes about an export: kept in the
+// workflow memo so that it is readable without a worker, and returned by
+// the status query.
+type State struct {
+	Spec           Spec       `json:"spec"`
+	Phase          Phase      `json:"phase"`
+	Progress       Progress   `json:"progress"`
+	Tally          *Tally     `json:"tally,omitempty"`
+	Rows           int64      `json:"rows"`
+	Files          int        `json:"files"`
+	CreatedAt      time.Time  `json:"createdAt"`
+	StartedAt      *time.Time `json:"startedAt,omitempty"`
+	CompletedAt    *time.Time `json:"completedAt,omitempty"`
+	AvailableUntil *time.Time `json:"availableUntil,omitempty"`
+	Error          *Failure   `json:"error,omitempty"`
+}
+
+// Failure is an error the user can act on.
+type Failure struct {
+	Code      string `json:"code"`
+	Message   string `json:"message"`
+	Retryable bool   `json:"retryable"`
+}
+
+// Error codes carried by failures; the API maps them to problem types.
+const (
+	CodeInvalidRequest = "invalid_request"
+	CodeSourceError    = "source_error"
+	CodeStorageError   = "storage_error"
+	CodeInternal       = "internal"
+)
+
+// Duration is a time.Duration that reads and writes JSON as a Go duration
+// string ("24h", "90m") and also reads a number of seconds.
+type Duration time.Duration
+
+// MarshalJSON writes d as a duration string.
+func (d Duration) MarshalJSON() ([]byte, error) {
+	return json.Marshal(time.Duration(d).String())
+}
+
+// UnmarshalJSON reads a duration string or a number of seconds.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err == nil {
+		v, err := time.ParseDuration(s)
+		if err != nil {
+			return fmt.Errorf("invalid duration %q", s)
+		}
+		*d = Duration(v)
+		return nil
+	}
+	var secs float64
+	if err := json.Unmarshal(b, &secs); err != nil {
+		return fmt.Errorf("duration must be a string like \"24h\" or a number of seconds")
+	}
+	if secs < 0 || secs > float64(1<<62)/float64(time.Second) {
+		return fmt.Errorf("duration out of range")
+	}
+	*d = Duration(secs * float64(time.Second))
+	return nil
+}
