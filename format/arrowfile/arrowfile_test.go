@@ -1,0 +1,149 @@
+package arrowfile
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"testing"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/ipc"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+	"github.com/stretchr/testify/require"
+
+	"github.com/exportd/exportd"
+	"github.com/exportd/exportd/format/internal/recordtest"
+)
+
+// smallBatch makes a thousand rows cross many record batches.
+const smallBatch = 64
+
+func writerFor(d exportd.Dataset, batchRows int) recordtest.NewWriter {
+	return func(t testing.TB, w io.Writer) recordtest.Writer {
+		t.Helper()
+		aw, err := newWriter(d, w, batchRows)
+		require.NoError(t, err)
+		return aw
+	}
+}
+
+// read decodes a file with arrow-go's IPC file reader.
+func read(t *testing.T, d exportd.Dataset, file []byte) (*exportd.Batch, *arrow.Schema, []int64) {
+	t.Helper()
+	mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
+	defer mem.AssertSize(t, 0)
+	r, err := ipc.NewFileReader(bytes.NewReader(file), ipc.WithAllocator(mem))
+	require.NoError(t, err)
+	defer r.Close()
+	got := &exportd.Batch{Dataset: d}
+	var sizes []int64
+	for i := range r.NumRecords() {
+		rec, err := r.RecordBatch(i)
+		require.NoError(t, err)
+		sizes = append(sizes, rec.NumRows())
+		recordtest.AppendArrow(t, got, rec)
+	}
+	return got, r.Schema(), sizes
+}
+
+func TestRoundTrip(t *testing.T) {
+	for _, d := range recordtest.Datasets {
+		for _, n := range recordtest.Sizes {
+			t.Run(fmt.Sprintf("%s/%d", d, n), func(t *testing.T) {
+				src := recordtest.Source(d, n)
+				got, schema, sizes := read(t, d, recordtest.Write(t, writerFor(d, smallBatch), src, 100))
+				require.Equal(t, recordtest.Normalize(src), got)
+
+				want := schemaFor(d)
+				require.True(t, want.Equal(schema), "schema\n%s\nwant\n%s", schema, want)
+				for i, size := range sizes {
+					if i < len(sizes)-1 {
+						require.EqualValues(t, smallBatch, size, "batch %d", i)
+					} else {
+						require.LessOrEqual(t, size, int64(smallBatch))
+					}
+				}
+				require.Len(t, sizes, (n+smallBatch-1)/smallBatch)
+			})
+		}
+	}
+}
+
+func schemaFor(d exportd.Dataset) *arrow.Schema {
+	if d == exportd.Payments {
+		return paymentSchema()
+	}
+	return orderSchema()
+}
+
+// TestSchemaNullability checks the schema against the rule that a column
+// is nullable exactly when its Go field is a pointer.
+func TestSchemaNullability(t *testing.T) {
+	nullable := map[string]bool{"location_id": true, "tip": true, "customer_ref": true, "note": true, "sku": true, "card_brand": true}
+	var check func(path string, f arrow.Field)
+	check = func(path string, f arrow.Field) {
+		path += "/" + f.Name
+		require.Equal(t, nullable[f.Name], f.Nullable, path)
+		switch dt := f.Type.(type) {
+		case *arrow.ListType:
+			require.False(t, dt.ElemField().Nullable, path)
+			check(path, arrow.Field{Name: "element", Type: dt.Elem()})
+		case *arrow.StructType:
+			for _, sf := range dt.Fields() {
+				check(path, sf)
+			}
+		case *arrow.TimestampType:
+			require.Equal(t, arrow.Microsecond, dt.Unit, path)
+			require.Equal(t, "UTC", dt.TimeZone, path)
+		}
+	}
+	for _, d := range recordtest.Datasets {
+		for _, f := range schemaFor(d).Fields() {
+			check(string(d), f)
+		}
+	}
+}
+
+func TestDeterministic(t *testing.T) {
+	for _, d := range recordtest.Datasets {
+		for _, rows := range []int{smallBatch, DefaultBatchRows} {
+			t.Run(fmt.Sprintf("%s/%d", d, rows), func(t *testing.T) {
+				recordtest.RequireDeterministic(t, writerFor(d, rows), recordtest.Source(d, 1000))
+			})
+		}
+	}
+}
+
+func TestMisuse(t *testing.T) {
+	w, err := NewWriter(exportd.Orders, io.Discard)
+	require.NoError(t, err)
+	require.ErrorContains(t, w.Write(&exportd.Batch{Dataset: exportd.Payments}), "payments")
+	require.NoError(t, w.Close())
+	require.Error(t, w.Write(&exportd.Batch{Dataset: exportd.Orders}))
+	require.NoError(t, w.Close(), "second close")
+}
+
+func TestWriteError(t *testing.T) {
+	w, err := newWriter(exportd.Orders, failingWriter{}, smallBatch)
+	require.NoError(t, err)
+	err = w.Write(recordtest.Source(exportd.Orders, 1000))
+	if err == nil {
+		err = w.Close()
+	}
+	require.ErrorIs(t, err, errDiskFull)
+}
+
+var errDiskFull = errors.New("disk full")
+
+type failingWriter struct{}
+
+func (failingWriter) Write([]byte) (int, error) { return 0, errDiskFull }
+
+func BenchmarkWriter(b *testing.B) {
+	for _, d := range recordtest.Datasets {
+		b.Run(string(d), func(b *testing.B) {
+			recordtest.Bench(b, writerFor(d, DefaultBatchRows), recordtest.BenchSource(d, 1000))
+		})
+	}
+}

@@ -1,0 +1,44 @@
+// Package format turns batches of export records into files. Each format
+// lives in its own subpackage; New picks one. Every writer streams: memory
+// is bounded by the batch and the format's own buffering (a Parquet row
+// group, an Arrow record batch), never by the file.
+package format
+
+import (
+	"fmt"
+	"io"
+
+	"github.com/exportd/exportd"
+	"github.com/exportd/exportd/format/arrowfile"
+	"github.com/exportd/exportd/format/csvgz"
+	"github.com/exportd/exportd/format/jsonl"
+	"github.com/exportd/exportd/format/parquetfile"
+)
+
+// Writer writes the records of one dataset into one file.
+type Writer interface {
+	// Write appends a batch of records in export order. The writer may keep
+	// no reference to the batch after it returns.
+	Write(b *exportd.Batch) error
+	// Close writes any footer and flushes; it does not close the
+	// underlying io.Writer.
+	Close() error
+}
+
+// New returns a writer of format f for dataset d that writes to w.
+func New(f exportd.Format, d exportd.Dataset, w io.Writer) (Writer, error) {
+	if !d.Valid() {
+		return nil, fmt.Errorf("unknown dataset %q", d)
+	}
+	switch f {
+	case exportd.Parquet:
+		return parquetfile.NewWriter(d, w), nil
+	case exportd.Arrow:
+		return arrowfile.NewWriter(d, w)
+	case exportd.JSONL:
+		return jsonl.NewWriter(d, w), nil
+	case exportd.CSV:
+		return csvgz.NewWriter(d, w), nil
+	}
+	return nil, fmt.Errorf("unknown format %q", f)
+}

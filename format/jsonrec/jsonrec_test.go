@@ -1,0 +1,125 @@
+package jsonrec
+
+import (
+	"bytes"
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/exportd/exportd"
+	"github.com/exportd/exportd/format/internal/recordtest"
+)
+
+// stdString is encoding/json's encoding of s, the reference for AppendString.
+func stdString(t testing.TB, s string) string {
+	t.Helper()
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	require.NoError(t, enc.Encode(s))
+	return string(bytes.TrimSuffix(buf.Bytes(), []byte("\n")))
+}
+
+func TestAppendString(t *testing.T) {
+	for _, s := range []string{
+		"",
+		"plain",
+		`quote " and backslash \`,
+		"newline \n return \r tab \t backspace \b formfeed \f",
+		"controls \x00 \x01 \x1f and DEL \x7f",
+		"html <a href='x'>&amp;</a>",
+		"unicode café 寿司 😀",
+		"separators \u2028 \u2029",
+		"invalid \xff utf-8 \xc3",
+		"truncated emoji \xf0\x9f\x98",
+		"surrogate half \xed\xa0\x80",
+		"\u00a0 non-breaking",
+	} {
+		t.Run(s, func(t *testing.T) {
+			require.Equal(t, stdString(t, s), string(AppendString(nil, s)))
+		})
+	}
+}
+
+func FuzzAppendString(f *testing.F) {
+	f.Add("a\"b\\c\nd\xff\u2028")
+	f.Fuzz(func(t *testing.T, s string) {
+		require.Equal(t, stdString(t, s), string(AppendString(nil, s)))
+	})
+}
+
+func TestAppendTime(t *testing.T) {
+	tokyo := time.FixedZone("JST", 9*60*60)
+	for _, tc := range []struct {
+		name string
+		in   time.Time
+		want string
+	}{
+		{"micros", time.Date(2024, 1, 2, 3, 4, 5, 123456000, time.UTC), "2024-01-02T03:04:05.123456Z"},
+		{"whole second", time.Date(2024, 12, 31, 23, 59, 59, 0, time.UTC), "2024-12-31T23:59:59.000000Z"},
+		{"nanos truncate", time.Date(2024, 1, 2, 3, 4, 5, 999999999, time.UTC), "2024-01-02T03:04:05.999999Z"},
+		{"other zone", time.Date(2024, 1, 1, 8, 0, 0, 1000, tokyo), "2023-12-31T23:00:00.000001Z"},
+		{"before epoch", time.Date(1969, 12, 31, 23, 59, 59, 999999000, time.UTC), "1969-12-31T23:59:59.999999Z"},
+		{"zero", time.Time{}, "0001-01-01T00:00:00.000000Z"},
+		{"five-digit year", time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC), "10000-01-01T00:00:00.000000Z"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			require.Equal(t, tc.want, string(AppendTime(nil, tc.in)))
+		})
+	}
+}
+
+func TestAppendOrderExact(t *testing.T) {
+	loc, note, sku := "LOC_A", "a \"b\"\n", "SKU-1"
+	tip := int64(-5)
+	o := exportd.Order{
+		ID: 7, MerchantID: "M", LocationID: &loc,
+		CreatedAt: time.Date(2024, 1, 2, 3, 4, 5, 6000, time.UTC),
+		UpdatedAt: time.Date(2024, 1, 2, 3, 4, 5, 0, time.UTC),
+		State:     "paid", Currency: "USD", Subtotal: 100, Tax: 8, Tip: &tip, Total: 103, Note: &note,
+		Items:    []exportd.Item{{Line: 1, SKU: &sku, Name: "Tea", Quantity: 2, UnitPrice: 50, Amount: 100}},
+		Payments: []exportd.Payment{{ID: 70, OrderID: 7, MerchantID: "M", CreatedAt: time.Date(2024, 1, 2, 3, 4, 5, 6000, time.UTC), Kind: "refund", Tender: "cash", Result: "success", Amount: -103}},
+	}
+	want := `{"id":7,"merchant_id":"M","location_id":"LOC_A","created_at":"2024-01-02T03:04:05.000006Z",` +
+		`"updated_at":"2024-01-02T03:04:05.000000Z","state":"paid","currency":"USD","subtotal":100,"tax":8,` +
+		`"tip":-5,"total":103,"customer_ref":null,"note":"a \"b\"\n",` +
+		`"items":[{"line":1,"sku":"SKU-1","name":"Tea","quantity":2,"unit_price":50,"amount":100}],` +
+		`"payments":[{"id":70,"order_id":7,"merchant_id":"M","location_id":null,"created_at":"2024-01-02T03:04:05.000006Z",` +
+		`"kind":"refund","tender":"cash","card_brand":null,"result":"success","amount":-103}]}`
+	require.Equal(t, want, string(AppendOrder(nil, &o)))
+
+	o.Items, o.Payments = nil, []exportd.Payment{}
+	require.Contains(t, string(AppendOrder(nil, &o)), `"items":[],"payments":[]}`)
+}
+
+func TestAppendMatchesReference(t *testing.T) {
+	for _, d := range recordtest.Datasets {
+		t.Run(string(d), func(t *testing.T) {
+			src := recordtest.Source(d, 500)
+			var buf []byte
+			for i := range src.Len() {
+				buf = buf[:0]
+				if d == exportd.Payments {
+					buf = AppendPayment(buf, &src.Payments[i])
+				} else {
+					buf = AppendOrder(buf, &src.Orders[i])
+				}
+				require.Equal(t, recordtest.JSONRecord(t, src, i), recordtest.Decode(t, buf), "record %d", i)
+			}
+		})
+	}
+}
+
+func BenchmarkAppendOrder(b *testing.B) {
+	orders := recordtest.BenchOrders(1000)
+	buf := make([]byte, 0, 4096)
+	b.ReportAllocs()
+	n := 0
+	for b.Loop() {
+		buf = AppendOrder(buf[:0], &orders[n%len(orders)])
+		n++
+	}
+	b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "rows/s")
+}

@@ -1,0 +1,143 @@
+// Package parquetfile writes export records as a Parquet file with
+// parquet-go: zstd pages, UTC microsecond timestamps, int64 cents, nested
+// items and payments as LIST columns and nulls as optional columns, all as
+// declared by the parquet tags of exportd.Order and exportd.Payment.
+//
+// A row group ends after maxRows rows or once its buffered size reaches
+// maxBytes, whichever comes first, which bounds memory. Both limits, and
+// the page boundaries parquet-go picks, are checked at points that depend
+// only on the number and content of the rows, so the file's bytes never
+// depend on how the rows were split into Write calls.
+package parquetfile
+
+import (
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/parquet-go/parquet-go"
+	"github.com/parquet-go/parquet-go/compress/zstd"
+
+	"github.com/exportd/exportd"
+)
+
+// Row group limits. Readers parallelise and skip by row group, so groups
+// should be large, but a group is held in memory until it is complete.
+const (
+	// DefaultMaxRowsPerRowGroup caps the rows of a row group.
+	DefaultMaxRowsPerRowGroup = 128 << 10
+	// DefaultMaxBytesPerRowGroup caps parquet-go's estimate of a row group's
+	// buffered size: compressed pages plus values not yet paged.
+	DefaultMaxBytesPerRowGroup = 64 << 20
+)
+
+// sizeCheckRows is how often, in rows, a row group's size is estimated.
+const sizeCheckRows = 64
+
+// Writer writes one dataset as a Parquet file.
+type Writer struct {
+	d        exportd.Dataset
+	orders   *groupWriter[exportd.Order]
+	payments *groupWriter[exportd.Payment]
+	err      error
+	closed   bool
+}
+
+// NewWriter returns a writer of dataset d that writes to w.
+func NewWriter(d exportd.Dataset, w io.Writer) *Writer {
+	return newWriter(d, w, DefaultMaxRowsPerRowGroup, DefaultMaxBytesPerRowGroup)
+}
+
+func newWriter(d exportd.Dataset, w io.Writer, maxRows, maxBytes int64) *Writer {
+	pw := &Writer{d: d}
+	if d == exportd.Payments {
+		pw.payments = newGroupWriter[exportd.Payment](w, maxRows, maxBytes)
+	} else {
+		pw.orders = newGroupWriter[exportd.Order](w, maxRows, maxBytes)
+	}
+	return pw
+}
+
+// Write appends the records of b.
+func (w *Writer) Write(b *exportd.Batch) error {
+	if w.err != nil {
+		return w.err
+	}
+	if w.closed {
+		return errors.New("parquetfile: write after close")
+	}
+	if b.Dataset != w.d {
+		return fmt.Errorf("parquetfile: batch of %q written to a %q file", b.Dataset, w.d)
+	}
+	if w.d == exportd.Payments {
+		w.err = w.payments.write(b.Payments)
+	} else {
+		w.err = w.orders.write(b.Orders)
+	}
+	return w.err
+}
+
+// Close writes the last row group and the footer. A file without rows
+// still holds the schema.
+func (w *Writer) Close() error {
+	if w.closed {
+		return w.err
+	}
+	w.closed = true
+	if w.err != nil {
+		return w.err
+	}
+	if w.d == exportd.Payments {
+		w.err = w.payments.close()
+	} else {
+		w.err = w.orders.close()
+	}
+	return w.err
+}
+
+// groupWriter cuts the rows of one Go type into row groups.
+type groupWriter[T any] struct {
+	pw       *parquet.GenericWriter[T]
+	maxRows  int64
+	maxBytes int64
+	rows     int64 // rows in the current row group
+	start    int64 // pw.Size() when the current row group began
+}
+
+func newGroupWriter[T any](w io.Writer, maxRows, maxBytes int64) *groupWriter[T] {
+	return &groupWriter[T]{
+		pw:       parquet.NewGenericWriter[T](w, parquet.Compression(&zstd.Codec{Level: zstd.SpeedDefault})),
+		maxRows:  maxRows,
+		maxBytes: maxBytes,
+	}
+}
+
+// write hands rows to parquet-go one at a time. parquet-go decides whether
+// to cut a page after each Write call (and every 64 rows within one), so
+// calls of a fixed size are what keep page boundaries, and hence the
+// file's bytes, independent of the caller's batches. The byte limit is
+// checked every sizeCheckRows rows of a group because Size walks every
+// column; overshooting by that many rows does not matter.
+func (g *groupWriter[T]) write(rows []T) error {
+	for i := range rows {
+		if _, err := g.pw.Write(rows[i : i+1]); err != nil {
+			return fmt.Errorf("error writing parquet row: %w", err)
+		}
+		g.rows++
+		if g.rows >= g.maxRows || g.rows%sizeCheckRows == 0 && g.pw.Size()-g.start >= g.maxBytes {
+			if err := g.pw.Flush(); err != nil {
+				return fmt.Errorf("error writing parquet row group: %w", err)
+			}
+			g.rows = 0
+			g.start = g.pw.Size()
+		}
+	}
+	return nil
+}
+
+func (g *groupWriter[T]) close() error {
+	if err := g.pw.Close(); err != nil {
+		return fmt.Errorf("error closing parquet file: %w", err)
+	}
+	return nil
+}
