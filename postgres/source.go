@@ -1,0 +1,461 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/exportd/exportd"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// DefaultPageSize is the page size of a Source that names none: large
+// enough that per-query overhead vanishes, small enough that a page of
+// orders with their children stays a few megabytes.
+const DefaultPageSize = 10_000
+
+// Source pages a merchant's orders or payments out of PostgreSQL in export
+// order, (created_at, id), with a keyset cursor.
+type Source struct {
+	Pool     *pgxpool.Pool
+	PageSize int // rows per page; DefaultPageSize when zero
+}
+
+// Query selects the rows of one export.
+type Query struct {
+	MerchantID string
+	Dataset    exportd.Dataset
+	Start, End time.Time   // created_at in [Start, End)
+	Locations  []string    // only these locations; empty means all
+	After      exportd.Key // resume after this key; zero starts at Start
+}
+
+func (q Query) validate() error {
+	switch {
+	case q.MerchantID == "":
+		return errors.New("query has no merchant")
+	case !q.Dataset.Valid():
+		return fmt.Errorf("query has unknown dataset %q", q.Dataset)
+	case !q.Start.Before(q.End):
+		return errors.New("query window must have start before end")
+	}
+	return nil
+}
+
+// table returns the table a dataset pages over.
+func (q Query) table() string {
+	if q.Dataset == exportd.Payments {
+		return "transactions"
+	}
+	return "orders"
+}
+
+// Count returns how many rows the window holds, ignoring After: the total
+// that percent complete is measured against.
+func (s *Source) Count(ctx context.Context, q Query) (int64, error) {
+	if err := q.validate(); err != nil {
+		return 0, err
+	}
+	sql := "SELECT count(*) FROM " + q.table() + " WHERE merchant_id = $1 AND created_at >= $2 AND created_at < $3"
+	args := []any{q.MerchantID, q.Start, q.End}
+	if len(q.Locations) > 0 {
+		sql += " AND location_id = ANY($4)"
+		args = append(args, q.Locations)
+	}
+	var n int64
+	if err := s.Pool.QueryRow(ctx, sql, args...).Scan(&n); err != nil {
+		return 0, fmt.Errorf("error counting %s: %w", q.Dataset, err)
+	}
+	return n, nil
+}
+
+// Stream calls fn with each page of rows in (created_at, id) order,
+// starting after q.After. Every page is a short query of its own, so no
+// transaction or cursor is held between pages and a restart of PostgreSQL
+// fails only the page in flight; resume with After set to the last key
+// handed to fn. While fn works on a page the next one is already being
+// read, so the database and the caller's encoding overlap. An error from fn
+// stops Stream and is returned as is.
+//
+// The batch, its slices and the strings and pointers in its records are
+// reused once fn returns: fn must copy what it keeps. Pointer fields may be
+// shared between records, so treat them as read-only.
+func (s *Source) Stream(ctx context.Context, q Query, fn func(*exportd.Batch) error) error {
+	if err := q.validate(); err != nil {
+		return err
+	}
+	size := s.PageSize
+	if size <= 0 {
+		size = DefaultPageSize
+	}
+	// Two pagers take turns: one is read into while fn has the other.
+	pagers := [2]*pager{newPager(s, q, size), newPager(s, q, size)}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	cur := 0
+	next := pagers[cur].fetch(ctx, q.After)
+	for {
+		r := <-next
+		if r.err != nil {
+			return r.err
+		}
+		if r.n == 0 {
+			return nil
+		}
+		b := pagers[cur].batch
+		next = nil
+		if r.n == size {
+			next = pagers[1-cur].fetch(ctx, b.Key(r.n-1))
+		}
+		if err := fn(b); err != nil {
+			if next != nil {
+				// No reader may outlive Stream: the caller may close the pool.
+				cancel()
+				<-next
+			}
+			return err
+		}
+		if next == nil {
+			return nil
+		}
+		cur = 1 - cur
+	}
+}
+
+type pageResult struct {
+	n   int
+	err error
+}
+
+// fetch reads the page after the key in the background.
+func (p *pager) fetch(ctx context.Context, after exportd.Key) <-chan pageResult {
+	ch := make(chan pageResult, 1)
+	go func() {
+		n, err := p.page(ctx, after)
+		ch <- pageResult{n, err}
+	}()
+	return ch
+}
+
+// newPager sizes the page buffers up front, children by the seed's mix of
+// about two items and one payment an order, so that pages rarely grow them.
+func newPager(s *Source, q Query, size int) *pager {
+	p := &pager{src: s, q: q, size: size, batch: &exportd.Batch{Dataset: q.Dataset}, strs: map[string]*string{}}
+	if q.Dataset == exportd.Payments {
+		p.batch.Payments = make([]exportd.Payment, 0, size)
+		return p
+	}
+	p.batch.Orders = make([]exportd.Order, 0, size)
+	p.ids = make([]int64, 0, size)
+	p.items = make([]exportd.Item, 0, 3*size)
+	p.pays = make([]exportd.Payment, 0, 2*size)
+	return p
+}
+
+// pager holds what one Stream reuses from page to page.
+type pager struct {
+	src   *Source
+	q     Query
+	size  int
+	batch *exportd.Batch
+	strs  map[string]*string // interned low-cardinality strings
+
+	dec decoder
+
+	// Backing arrays for the pointer fields of one page.
+	tips                   []int64
+	customerRefs, noteStrs []string
+
+	ids    []int64
+	idsSQL []byte // ids as an array literal
+	byID   []idPos
+	spans  []span
+	items  []exportd.Item
+	pays   []exportd.Payment
+}
+
+type idPos struct {
+	id  int64
+	pos int
+}
+
+type span struct{ start, n int }
+
+func (p *pager) page(ctx context.Context, after exportd.Key) (int, error) {
+	conn, err := p.src.Pool.Acquire(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("error acquiring connection: %w", err)
+	}
+	defer conn.Release()
+	c := conn.Conn()
+	if p.q.Dataset == exportd.Payments {
+		return p.paymentsPage(ctx, c, after)
+	}
+	return p.ordersPage(ctx, c, after)
+}
+
+// pageSQL builds the keyset query of a page over table.
+func (p *pager) pageSQL(table, columns string, after exportd.Key) (string, []any) {
+	sql := "SELECT " + columns + " FROM " + table + " WHERE merchant_id = $1 AND created_at >= $2 AND created_at < $3"
+	args := []any{p.q.MerchantID, p.q.Start, p.q.End}
+	if !after.IsZero() {
+		sql += " AND (created_at, id) > ($4, $5)"
+		args = append(args, after.CreatedAt, after.ID)
+	}
+	if len(p.q.Locations) > 0 {
+		args = append(args, p.q.Locations)
+		sql += " AND location_id = ANY($" + strconv.Itoa(len(args)) + ")"
+	}
+	args = append(args, p.size)
+	sql += " ORDER BY created_at, id LIMIT $" + strconv.Itoa(len(args))
+	return sql, args
+}
+
+const orderColumnsSQL = "id, location_id, created_at, updated_at, state, currency, subtotal, tax, tip, total, customer_ref, note"
+
+func (p *pager) ordersPage(ctx context.Context, c *pgx.Conn, after exportd.Key) (int, error) {
+	sql, args := p.pageSQL("orders", orderColumnsSQL, after)
+	b := p.batch
+	b.Orders = b.Orders[:0]
+	p.ids = p.ids[:0]
+	p.tips = grow(p.tips, p.size)
+	p.customerRefs = grow(p.customerRefs, p.size)
+	p.noteStrs = grow(p.noteStrs, p.size)
+	err := p.scan(ctx, c, sql, args, 12, func(v [][]byte) error {
+		i := len(b.Orders)
+		b.Orders = append(b.Orders, exportd.Order{})
+		o := &b.Orders[i]
+		o.ID = p.dec.int8(v[0])
+		o.MerchantID = p.q.MerchantID
+		o.LocationID = p.intern(v[1])
+		o.CreatedAt = p.dec.time(v[2])
+		o.UpdatedAt = p.dec.time(v[3])
+		o.State = *p.intern(v[4])
+		o.Currency = *p.intern(v[5])
+		o.Subtotal = p.dec.int8(v[6])
+		o.Tax = p.dec.int8(v[7])
+		if v[8] != nil {
+			p.tips[i] = p.dec.int8(v[8])
+			o.Tip = &p.tips[i]
+		}
+		o.Total = p.dec.int8(v[9])
+		if v[10] != nil {
+			p.customerRefs[i] = string(v[10])
+			o.CustomerRef = &p.customerRefs[i]
+		}
+		if v[11] != nil {
+			p.noteStrs[i] = string(v[11])
+			o.Note = &p.noteStrs[i]
+		}
+		p.ids = append(p.ids, o.ID)
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("error reading orders: %w", err)
+	}
+	if len(b.Orders) == 0 {
+		return 0, nil
+	}
+	if err := p.children(ctx, c); err != nil {
+		return 0, err
+	}
+	return len(b.Orders), nil
+}
+
+// children fetches the items and payments of the page's orders, one query
+// each, and hangs them on their orders. Both come sorted by order id, so
+// they merge against the page's ids sorted the same way.
+func (p *pager) children(ctx context.Context, c *pgx.Conn) error {
+	orders := p.batch.Orders
+	p.byID = p.byID[:0]
+	for i, o := range orders {
+		p.byID = append(p.byID, idPos{o.ID, i})
+	}
+	slices.SortFunc(p.byID, func(a, b idPos) int { return cmpInt64(a.id, b.id) })
+
+	// The ids travel as one array literal built in a reused buffer: pgx
+	// would box every element of an []int64 into an interface.
+	p.idsSQL = append(p.idsSQL[:0], '{')
+	for i, id := range p.ids {
+		if i > 0 {
+			p.idsSQL = append(p.idsSQL, ',')
+		}
+		p.idsSQL = strconv.AppendInt(p.idsSQL, id, 10)
+	}
+	p.idsSQL = append(p.idsSQL, '}')
+	ids := string(p.idsSQL)
+
+	p.spans = grow(p.spans, len(orders))
+	clear(p.spans)
+	p.items = p.items[:0]
+	var cur int
+	err := p.scan(ctx, c, "SELECT order_id, line, sku, name, quantity, unit_price, amount FROM order_items WHERE order_id = ANY($1::bigint[]) ORDER BY order_id, line",
+		[]any{ids}, 7, func(v [][]byte) error {
+			pos, ok := p.position(p.dec.int8(v[0]), &cur)
+			if !ok {
+				return nil
+			}
+			p.items = append(p.items, exportd.Item{
+				Line:      p.dec.int4(v[1]),
+				SKU:       p.intern(v[2]),
+				Name:      *p.intern(v[3]),
+				Quantity:  p.dec.int4(v[4]),
+				UnitPrice: p.dec.int8(v[5]),
+				Amount:    p.dec.int8(v[6]),
+			})
+			p.note(pos, len(p.items)-1)
+			return nil
+		})
+	if err != nil {
+		return fmt.Errorf("error reading order items: %w", err)
+	}
+	for i := range orders {
+		sp := p.spans[i]
+		orders[i].Items = p.items[sp.start : sp.start+sp.n : sp.start+sp.n]
+	}
+
+	clear(p.spans)
+	p.pays = p.pays[:0]
+	cur = 0
+	err = p.scan(ctx, c, "SELECT "+paymentColumnsSQL+" FROM transactions WHERE order_id = ANY($1::bigint[]) AND merchant_id = $2 ORDER BY order_id, created_at, id",
+		[]any{ids, p.q.MerchantID}, 9, func(v [][]byte) error {
+			pos, ok := p.position(p.dec.int8(v[1]), &cur)
+			if !ok {
+				return nil
+			}
+			p.pays = append(p.pays, exportd.Payment{})
+			p.payment(&p.pays[len(p.pays)-1], v)
+			p.note(pos, len(p.pays)-1)
+			return nil
+		})
+	if err != nil {
+		return fmt.Errorf("error reading order payments: %w", err)
+	}
+	for i := range orders {
+		sp := p.spans[i]
+		orders[i].Payments = p.pays[sp.start : sp.start+sp.n : sp.start+sp.n]
+	}
+	return nil
+}
+
+// position finds the page position of order id, walking *cur forward
+// through byID as the ids of the child rows ascend.
+func (p *pager) position(id int64, cur *int) (int, bool) {
+	for *cur < len(p.byID) && p.byID[*cur].id < id {
+		*cur++
+	}
+	if *cur == len(p.byID) || p.byID[*cur].id != id {
+		return 0, false
+	}
+	return p.byID[*cur].pos, true
+}
+
+// note records that child row idx belongs to the order at pos; an order's
+// children arrive together.
+func (p *pager) note(pos, idx int) {
+	if p.spans[pos].n == 0 {
+		p.spans[pos].start = idx
+	}
+	p.spans[pos].n++
+}
+
+const paymentColumnsSQL = "id, order_id, location_id, created_at, kind, tender, card_brand, result, amount"
+
+func (p *pager) paymentsPage(ctx context.Context, c *pgx.Conn, after exportd.Key) (int, error) {
+	sql, args := p.pageSQL("transactions", paymentColumnsSQL, after)
+	b := p.batch
+	b.Payments = b.Payments[:0]
+	err := p.scan(ctx, c, sql, args, 9, func(v [][]byte) error {
+		b.Payments = append(b.Payments, exportd.Payment{})
+		p.payment(&b.Payments[len(b.Payments)-1], v)
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("error reading payments: %w", err)
+	}
+	return len(b.Payments), nil
+}
+
+func (p *pager) payment(x *exportd.Payment, v [][]byte) {
+	x.ID = p.dec.int8(v[0])
+	x.OrderID = p.dec.int8(v[1])
+	x.MerchantID = p.q.MerchantID
+	x.LocationID = p.intern(v[2])
+	x.CreatedAt = p.dec.time(v[3])
+	x.Kind = *p.intern(v[4])
+	x.Tender = *p.intern(v[5])
+	x.CardBrand = p.intern(v[6])
+	x.Result = *p.intern(v[7])
+	x.Amount = p.dec.int8(v[8])
+}
+
+// scan runs a query asking for binary results and hands each row's raw
+// column values to fn: no Scan, no reflection, no interface per value.
+func (p *pager) scan(ctx context.Context, c *pgx.Conn, sql string, args []any, columns int, fn func([][]byte) error) error {
+	rows, err := c.Query(ctx, sql, append([]any{pgx.QueryResultFormats{pgx.BinaryFormatCode}}, args...)...)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	if fds := rows.FieldDescriptions(); len(fds) != columns || !allBinary(fds) {
+		return errors.New("unexpected result shape: the source needs the extended protocol's binary results")
+	}
+	for rows.Next() {
+		if err := fn(rows.RawValues()); err != nil {
+			return err
+		}
+		if p.dec.err != nil {
+			return p.dec.err
+		}
+	}
+	return rows.Err()
+}
+
+func allBinary(fds []pgconn.FieldDescription) bool {
+	for _, fd := range fds {
+		if fd.Format != pgx.BinaryFormatCode {
+			return false
+		}
+	}
+	return true
+}
+
+// intern returns a shared copy of a low-cardinality string (location, state,
+// kind, ...), or nil for NULL. The map is bounded, as a column could be
+// less repetitive than expected.
+func (p *pager) intern(b []byte) *string {
+	if b == nil {
+		return nil
+	}
+	if s, ok := p.strs[string(b)]; ok {
+		return s
+	}
+	if len(p.strs) >= 4096 {
+		clear(p.strs)
+	}
+	s := string(b)
+	p.strs[s] = &s
+	return &s
+}
+
+func grow[T any](s []T, n int) []T {
+	if cap(s) < n {
+		return make([]T, n)
+	}
+	return s[:n]
+}
+
+func cmpInt64(a, b int64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
