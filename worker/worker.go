@@ -1,0 +1,45 @@
+// Package worker wires the export workflow and activities onto the
+// exports task queue.
+package worker
+
+import (
+	"time"
+
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/workflow"
+
+	sdkworker "go.temporal.io/sdk/worker"
+
+	"github.com/exportd/exportd/activities"
+	"github.com/exportd/exportd/workflows"
+)
+
+// Options tunes a worker.
+type Options struct {
+	// MaxConcurrentExports bounds the export activities this worker runs
+	// at once; zero means two, one per core of a small machine.
+	MaxConcurrentExports int
+}
+
+// New returns a worker, not yet started, that runs ExportWorkflow and the
+// methods of a on workflows.TaskQueue.
+func New(c client.Client, a *activities.Activities, o Options) sdkworker.Worker {
+	if o.MaxConcurrentExports <= 0 {
+		o.MaxConcurrentExports = 2
+	}
+	w := sdkworker.New(c, workflows.TaskQueue, sdkworker.Options{
+		MaxConcurrentActivityExecutionSize: o.MaxConcurrentExports,
+		// A stopping worker lets a running export reach its next heartbeat
+		// instead of dropping it mid-part.
+		WorkerStopTimeout: 10 * time.Second,
+	})
+	Register(w, a)
+	return w
+}
+
+// Register registers the export workflow and activities on r; replay and
+// workflow tests use it so they see the same names as production.
+func Register(r sdkworker.Registry, a *activities.Activities) {
+	r.RegisterWorkflowWithOptions(workflows.ExportWorkflow, workflow.RegisterOptions{Name: workflows.WorkflowName})
+	r.RegisterActivity(a)
+}

@@ -1,0 +1,296 @@
+// Package workflows holds ExportWorkflow, the durable life of one export:
+// plan, write the files, finalize, keep them until they expire, purge.
+package workflows
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/exportd/exportd"
+	"github.com/exportd/exportd/activities"
+)
+
+// ExportInput is the workflow's input: the export's spec as plain JSON, so
+// `temporal workflow start --input '{"merchantId": ...}'` starts one too.
+// When exportId is empty the workflow ID names the export.
+type ExportInput struct {
+	exportd.Spec
+}
+
+// ExportResult is what a finished export workflow returns.
+type ExportResult struct {
+	Phase exportd.Phase  `json:"phase"`
+	Rows  int64          `json:"rows"`
+	Files int            `json:"files"`
+	Tally *exportd.Tally `json:"tally,omitempty"`
+}
+
+// ExtendSignal moves an export's expiry. The new time is capped at the
+// export's creation plus exportd.MaxRetention.
+type ExtendSignal struct {
+	AvailableUntil time.Time `json:"availableUntil"`
+}
+
+// Activity timeouts. The heartbeat timeout bounds how long a crashed
+// worker holds an export before another attempt resumes it.
+const (
+	exportHeartbeatTimeout = 20 * time.Second
+	exportStartToClose     = 24 * time.Hour
+)
+
+// ExportWorkflow runs one export from QUEUED to EXPIRED (or FAILED or
+// CANCELED). Its state is published in the memo and by the status query.
+func ExportWorkflow(ctx workflow.Context, in ExportInput) (ExportResult, error) {
+	r := &run{state: exportd.State{Spec: in.Spec, Phase: exportd.PhaseQueued}}
+	info := workflow.GetInfo(ctx)
+	r.state.CreatedAt = info.WorkflowStartTime.UTC()
+	if r.state.Spec.ExportID == "" {
+		r.state.Spec.ExportID = ExportIDFromWorkflowID(info.WorkflowExecution.ID)
+	}
+	if err := workflow.SetQueryHandler(ctx, QueryStatus, func() (exportd.State, error) {
+		return r.state, nil
+	}); err != nil {
+		return ExportResult{}, fmt.Errorf("error registering status query: %w", err)
+	}
+
+	if err := r.state.Spec.Normalize(); err != nil {
+		return r.fail(ctx, temporal.NewNonRetryableApplicationError(err.Error(), exportd.CodeInvalidRequest, err))
+	}
+	if err := r.publish(ctx, exportd.PhaseQueued); err != nil {
+		return ExportResult{}, err
+	}
+
+	if err := r.export(ctx); err != nil {
+		if temporal.IsCanceledError(err) || ctx.Err() != nil {
+			return r.cancel(ctx)
+		}
+		return r.fail(ctx, err)
+	}
+	if err := r.keep(ctx); err != nil {
+		if temporal.IsCanceledError(err) || ctx.Err() != nil {
+			return r.cancel(ctx)
+		}
+		return r.fail(ctx, err)
+	}
+	if err := r.purge(ctx); err != nil {
+		return r.fail(ctx, err)
+	}
+	if err := r.publish(ctx, exportd.PhaseExpired); err != nil {
+		return ExportResult{}, err
+	}
+	return r.result(), nil
+}
+
+// run is the state of one workflow execution.
+type run struct {
+	state exportd.State
+}
+
+// export plans, writes and finalizes the files, ending in READY.
+func (r *run) export(ctx workflow.Context) error {
+	var a *activities.Activities
+	spec := r.state.Spec
+
+	short := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: 5 * time.Minute,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval:        time.Second,
+			MaximumInterval:        30 * time.Second,
+			NonRetryableErrorTypes: []string{exportd.CodeInvalidRequest},
+		},
+	})
+	var plan activities.PlanResult
+	if err := workflow.ExecuteActivity(short, a.Plan, activities.PlanInput{Spec: spec}).Get(ctx, &plan); err != nil {
+		return err
+	}
+	r.state.Progress = exportd.Progress{Total: plan.Total}
+	now := workflow.Now(ctx).UTC()
+	r.state.StartedAt = &now
+	if err := r.publish(ctx, exportd.PhaseExporting); err != nil {
+		return err
+	}
+
+	long := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: exportStartToClose,
+		HeartbeatTimeout:    exportHeartbeatTimeout,
+		Summary:             fmt.Sprintf("%s %s %s..%s", spec.MerchantID, spec.Dataset, spec.Start.Format(time.RFC3339), spec.End.Format(time.RFC3339)),
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval:        time.Second,
+			MaximumInterval:        30 * time.Second,
+			NonRetryableErrorTypes: []string{exportd.CodeInvalidRequest},
+		},
+	})
+	var out activities.ExportResult
+	if err := workflow.ExecuteActivity(long, a.Export, activities.ExportInput{Spec: spec, Total: plan.Total}).Get(ctx, &out); err != nil {
+		return err
+	}
+
+	var fin activities.FinalizeResult
+	if err := workflow.ExecuteActivity(short, a.Finalize, activities.FinalizeInput{
+		Spec: spec, Export: out, GeneratedAt: workflow.Now(ctx).UTC(),
+	}).Get(ctx, &fin); err != nil {
+		return err
+	}
+
+	done := workflow.Now(ctx).UTC()
+	until := done.Add(time.Duration(spec.Retention))
+	tally := fin.Tally
+	r.state.CompletedAt = &done
+	r.state.AvailableUntil = &until
+	r.state.Rows = out.Rows
+	r.state.Files = len(out.Files)
+	r.state.Tally = &tally
+	r.state.Progress = exportd.Progress{Rows: out.Rows, Total: plan.Total}
+	if err := r.publish(ctx, exportd.PhaseReady); err != nil {
+		return err
+	}
+	return nil
+}
+
+// keep holds the files until availableUntil, which the extend signal can
+// move; it returns when the timer fires or the workflow is canceled.
+func (r *run) keep(ctx workflow.Context) error {
+	extend := workflow.GetSignalChannel(ctx, SignalExtend)
+	maxUntil := r.state.CreatedAt.Add(exportd.MaxRetention)
+	for {
+		timerCtx, stopTimer := workflow.WithCancel(ctx)
+		timer := workflow.NewTimer(timerCtx, max(0, r.state.AvailableUntil.Sub(workflow.Now(ctx))))
+		fired := false
+		var timerErr error
+		sel := workflow.NewSelector(ctx)
+		sel.AddFuture(timer, func(f workflow.Future) {
+			fired = true
+			timerErr = f.Get(ctx, nil)
+		})
+		sel.AddReceive(extend, func(c workflow.ReceiveChannel, _ bool) {
+			var sig ExtendSignal
+			c.Receive(ctx, &sig)
+			until := sig.AvailableUntil.UTC()
+			if until.After(maxUntil) {
+				until = maxUntil
+			}
+			if until.After(*r.state.AvailableUntil) {
+				r.state.AvailableUntil = &until
+			}
+		})
+		sel.Select(ctx)
+		if fired {
+			return timerErr // nil when it expired, canceled when the workflow was
+		}
+		stopTimer()
+		if err := r.publish(ctx, r.state.Phase); err != nil {
+			return err
+		}
+	}
+}
+
+// purge deletes the export's files; it runs on a disconnected context so
+// that it also runs after cancellation.
+func (r *run) purge(ctx workflow.Context) error {
+	var a *activities.Activities
+	dctx, _ := workflow.NewDisconnectedContext(ctx)
+	dctx = workflow.WithActivityOptions(dctx, workflow.ActivityOptions{
+		StartToCloseTimeout: 5 * time.Minute,
+		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: time.Minute},
+	})
+	return workflow.ExecuteActivity(dctx, a.Purge, activities.PurgeInput{ExportID: r.state.Spec.ExportID}).Get(dctx, nil)
+}
+
+// cancel purges whatever was written and ends the workflow canceled. An
+// export canceled while READY has had its files and ends EXPIRED.
+func (r *run) cancel(ctx workflow.Context) (ExportResult, error) {
+	dctx, _ := workflow.NewDisconnectedContext(ctx)
+	if err := r.purge(ctx); err != nil {
+		workflow.GetLogger(ctx).Error("purge after cancel failed", "error", err)
+	}
+	final := exportd.PhaseCanceled
+	if r.state.Phase == exportd.PhaseReady {
+		final = exportd.PhaseExpired
+		now := workflow.Now(dctx).UTC()
+		r.state.AvailableUntil = &now
+	}
+	if err := r.publish(dctx, final); err != nil {
+		return ExportResult{}, err
+	}
+	if final == exportd.PhaseExpired {
+		return r.result(), nil
+	}
+	return r.result(), temporal.NewCanceledError()
+}
+
+// fail records the failure in the published state, purges partial files
+// and fails the workflow with the original error.
+func (r *run) fail(ctx workflow.Context, err error) (ExportResult, error) {
+	r.state.Error = failureOf(err)
+	if r.state.Spec.ExportID != "" && r.state.Error.Code != exportd.CodeInvalidRequest {
+		if perr := r.purge(ctx); perr != nil {
+			workflow.GetLogger(ctx).Error("purge after failure failed", "error", perr)
+		}
+	}
+	if perr := r.publish(ctx, exportd.PhaseFailed); perr != nil {
+		workflow.GetLogger(ctx).Error("publishing failed phase failed", "error", perr)
+	}
+	return r.result(), err
+}
+
+func (r *run) result() ExportResult {
+	return ExportResult{Phase: r.state.Phase, Rows: r.state.Rows, Files: r.state.Files, Tally: r.state.Tally}
+}
+
+// publish moves the export to phase p and writes the state where readers
+// find it: the memo, the search attributes and the UI's current details.
+func (r *run) publish(ctx workflow.Context, p exportd.Phase) error {
+	r.state.Phase = p
+	if err := workflow.UpsertMemo(ctx, map[string]any{MemoState: r.state}); err != nil {
+		return fmt.Errorf("error upserting memo: %w", err)
+	}
+	spec := r.state.Spec
+	if err := workflow.UpsertTypedSearchAttributes(ctx,
+		AttrMerchant.ValueSet(spec.MerchantID),
+		AttrDataset.ValueSet(string(spec.Dataset)),
+		AttrPhase.ValueSet(string(p)),
+	); err != nil {
+		return fmt.Errorf("error upserting search attributes: %w", err)
+	}
+	workflow.SetCurrentDetails(ctx, r.details())
+	return nil
+}
+
+// details is the Markdown the Web UI shows as the workflow's current state.
+func (r *run) details() string {
+	s := r.state
+	d := fmt.Sprintf("**%s** · merchant `%s` · %s · %s → %s",
+		s.Phase, s.Spec.MerchantID, s.Spec.Dataset,
+		s.Spec.Start.Format(time.RFC3339), s.Spec.End.Format(time.RFC3339))
+	if s.Progress.Total > 0 || s.Phase == exportd.PhaseReady {
+		d += fmt.Sprintf("\n\nrows %d of %d planned", s.Rows, s.Progress.Total)
+	}
+	if s.AvailableUntil != nil {
+		d += "\n\navailable until " + s.AvailableUntil.Format(time.RFC3339)
+	}
+	if s.Error != nil {
+		d += fmt.Sprintf("\n\nerror `%s`: %s", s.Error.Code, s.Error.Message)
+	}
+	return d
+}
+
+// failureOf maps an activity or workflow error to the user-facing failure.
+func failureOf(err error) *exportd.Failure {
+	var app *temporal.ApplicationError
+	if errors.As(err, &app) {
+		code := app.Type()
+		if code == "" {
+			code = exportd.CodeInternal
+		}
+		return &exportd.Failure{Code: code, Message: app.Message(), Retryable: code != exportd.CodeInvalidRequest}
+	}
+	var timeout *temporal.TimeoutError
+	if errors.As(err, &timeout) {
+		return &exportd.Failure{Code: "timeout", Message: "the export did not finish in time; try a smaller window", Retryable: true}
+	}
+	return &exportd.Failure{Code: exportd.CodeInternal, Message: err.Error(), Retryable: true}
+}
