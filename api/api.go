@@ -1,0 +1,216 @@
+// Package api is exportd's HTTP API: a thin mapping of requests onto
+// export workflows and of workflow state onto status documents.
+package api
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"go.temporal.io/sdk/client"
+
+	"github.com/exportd/exportd/blob"
+	"github.com/exportd/exportd/postgres"
+)
+
+// Access is what the API needs to know about apps and merchants;
+// *postgres.Access implements it.
+type Access interface {
+	AppByAPIKey(ctx context.Context, key string) (postgres.App, error)
+	Installed(ctx context.Context, appID, merchantID string) (bool, error)
+}
+
+// Config holds the API's dependencies.
+type Config struct {
+	Temporal client.Client
+	Access   Access
+	Store    blob.Store
+	Logger   *slog.Logger
+	// PublicURL is the externally visible base URL, used for absolute
+	// links; empty means derived from each request's Host.
+	PublicURL string
+	// Ready reports whether the dependencies answer, for /readyz.
+	Ready func(ctx context.Context) error
+	// MaxBodyBytes bounds request bodies; zero means 1 MiB.
+	MaxBodyBytes int64
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+type handlers struct {
+	Config
+	logger *slog.Logger
+}
+
+// Router returns the API's handler.
+func Router(cfg Config) http.Handler {
+	h := &handlers{Config: cfg, logger: cfg.Logger}
+	if h.logger == nil {
+		h.logger = slog.Default()
+	}
+	if h.MaxBodyBytes == 0 {
+		h.MaxBodyBytes = 1 << 20
+	}
+	if h.Now == nil {
+		h.Now = time.Now
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/v1/exports", methods{"GET": h.authed(h.listExports), "POST": h.authed(h.createExport)})
+	mux.Handle("/v1/exports/{id}", methods{"GET": h.authed(h.getExport), "DELETE": h.authed(h.deleteExport)})
+	mux.Handle("/v1/exports/{id}/manifest", methods{"GET": h.authed(h.getManifest)})
+	mux.Handle("/v1/exports/{id}/files/{name}", methods{"GET": h.authed(h.getFile)})
+	mux.Handle("/healthz", methods{"GET": h.healthz})
+	mux.Handle("/readyz", methods{"GET": h.readyz})
+	mux.Handle("/", handlerFunc(func(w http.ResponseWriter, r *http.Request) error {
+		return errorf(codeNotFound, "no route for %s", r.URL.Path)
+	}))
+	return h.middleware(mux)
+}
+
+// handlerFunc is a handler that returns its error, written as a problem.
+type handlerFunc func(w http.ResponseWriter, r *http.Request) error
+
+// methods dispatches by HTTP method, so a wrong method gets a problem
+// document rather than the mux's plain-text 405.
+type methods map[string]handlerFunc
+
+func (m methods) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h := requestHandlers(r)
+	f, ok := m[r.Method]
+	if !ok && r.Method == http.MethodHead {
+		f, ok = m[http.MethodGet]
+	}
+	if !ok {
+		allow := make([]string, 0, len(m))
+		for k := range m {
+			allow = append(allow, k)
+		}
+		w.Header().Set("Allow", strings.Join(allow, ", "))
+		h.writeProblem(w, r, errorf(codeMethodNotAllowed, "%s is not allowed on %s", r.Method, r.URL.Path))
+		return
+	}
+	if err := f(w, r); err != nil {
+		h.writeProblem(w, r, err)
+	}
+}
+
+func (f handlerFunc) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if err := f(w, r); err != nil {
+		requestHandlers(r).writeProblem(w, r, err)
+	}
+}
+
+type ctxKey int
+
+const (
+	keyRequestID ctxKey = iota
+	keyHandlers
+	keyApp
+)
+
+func requestID(r *http.Request) string {
+	id, _ := r.Context().Value(keyRequestID).(string)
+	return id
+}
+
+func requestHandlers(r *http.Request) *handlers {
+	return r.Context().Value(keyHandlers).(*handlers)
+}
+
+// middleware gives every request an id, a bounded body, a log line, and
+// turns a panic into a problem document instead of a dropped connection.
+func (h *handlers) middleware(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		var b [8]byte
+		_, _ = rand.Read(b[:])
+		id := hex.EncodeToString(b[:])
+		ctx := context.WithValue(r.Context(), keyRequestID, id)
+		ctx = context.WithValue(ctx, keyHandlers, h)
+		r = r.WithContext(ctx)
+		w.Header().Set("X-Request-Id", id)
+		r.Body = http.MaxBytesReader(w, r.Body, h.MaxBodyBytes)
+		sw := &statusWriter{ResponseWriter: w}
+		defer func() {
+			if p := recover(); p != nil {
+				if p == http.ErrAbortHandler {
+					panic(p)
+				}
+				h.logger.ErrorContext(ctx, "panic serving request", "panic", fmt.Sprint(p), "path", r.URL.Path, "request_id", id)
+				if sw.status == 0 {
+					h.writeProblem(sw, r, errorf(codeInternal, "an internal error occurred; quote request id %s when reporting it", id))
+				}
+			}
+			h.logger.InfoContext(ctx, "http request", "method", r.Method, "path", r.URL.Path,
+				"status", sw.status, "bytes", sw.n, "duration_ms", time.Since(start).Milliseconds(), "request_id", id)
+		}()
+		next.ServeHTTP(sw, r)
+	})
+}
+
+// statusWriter records the status and size of a response for the log.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+	n      int64
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(p []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	n, err := w.ResponseWriter.Write(p)
+	w.n += int64(n)
+	return n, err
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+func (h *handlers) healthz(w http.ResponseWriter, r *http.Request) error {
+	return writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (h *handlers) readyz(w http.ResponseWriter, r *http.Request) error {
+	if h.Ready != nil {
+		ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
+		defer cancel()
+		if err := h.Ready(ctx); err != nil {
+			h.logger.WarnContext(ctx, "not ready", "error", err)
+			return errorf(codeUnavailable, "a dependency is not answering: %v", err)
+		}
+	}
+	return writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+// baseURL is the absolute URL prefix for links in responses.
+func (h *handlers) baseURL(r *http.Request) string {
+	if h.PublicURL != "" {
+		return strings.TrimRight(h.PublicURL, "/")
+	}
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	return scheme + "://" + r.Host
+}
+
+func withApp(ctx context.Context, app postgres.App) context.Context {
+	return context.WithValue(ctx, keyApp, app)
+}
+
+func appFrom(ctx context.Context) postgres.App {
+	app, _ := ctx.Value(keyApp).(postgres.App)
+	return app
+}

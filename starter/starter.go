@@ -1,0 +1,199 @@
+// Package starter starts and reads exports through Temporal. The HTTP API
+// uses it, and so can any Go service that wants exports without HTTP.
+package starter
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	commonpb "go.temporal.io/api/common/v1"
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/exportd/exportd"
+	"github.com/exportd/exportd/activities"
+	"github.com/exportd/exportd/workflows"
+)
+
+// ErrNotFound is returned for an export that does not exist.
+var ErrNotFound = errors.New("export not found")
+
+// ErrExists is returned by Start when an export with that ID was started
+// before; the caller decides whether the earlier one is the same request.
+var ErrExists = errors.New("export already exists")
+
+// Start validates spec and starts its workflow. The spec's ExportID must
+// be set; it becomes the workflow ID's suffix.
+func Start(ctx context.Context, c client.Client, spec exportd.Spec) (exportd.State, error) {
+	if err := spec.Normalize(); err != nil {
+		return exportd.State{}, err
+	}
+	state := exportd.State{Spec: spec, Phase: exportd.PhaseQueued, CreatedAt: time.Now().UTC()}
+	_, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+		ID:                                       workflows.WorkflowID(spec.ExportID),
+		TaskQueue:                                workflows.TaskQueue,
+		WorkflowIDReusePolicy:                    enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
+		WorkflowExecutionErrorWhenAlreadyStarted: true,
+		// The memo and search attributes are there from the first moment,
+		// so the export is listed and described before a worker picks it up.
+		Memo: map[string]any{workflows.MemoState: state},
+		TypedSearchAttributes: temporal.NewSearchAttributes(
+			workflows.AttrMerchant.ValueSet(spec.MerchantID),
+			workflows.AttrDataset.ValueSet(string(spec.Dataset)),
+			workflows.AttrPhase.ValueSet(string(exportd.PhaseQueued)),
+		),
+		StaticSummary: Summary(spec),
+	}, workflows.WorkflowName, workflows.ExportInput{Spec: spec})
+	var started *serviceerror.WorkflowExecutionAlreadyStarted
+	if errors.As(err, &started) {
+		return exportd.State{}, ErrExists
+	}
+	if err != nil {
+		return exportd.State{}, fmt.Errorf("error starting export workflow: %w", err)
+	}
+	return state, nil
+}
+
+// Summary is the one-line description the Web UI shows for an export.
+func Summary(s exportd.Spec) string {
+	return fmt.Sprintf("%s export of merchant %s, %s to %s, %v",
+		s.Dataset, s.MerchantID, s.Start.Format(time.RFC3339), s.End.Format(time.RFC3339), s.Formats)
+}
+
+// Describe reads an export's state from Temporal without needing a
+// worker: the phase from the memo, live progress from the heartbeat of
+// the pending Export activity.
+func Describe(ctx context.Context, c client.Client, exportID string) (exportd.State, error) {
+	resp, err := c.DescribeWorkflowExecution(ctx, workflows.WorkflowID(exportID), "")
+	var nf *serviceerror.NotFound
+	if errors.As(err, &nf) {
+		return exportd.State{}, ErrNotFound
+	}
+	if err != nil {
+		return exportd.State{}, fmt.Errorf("error describing export workflow: %w", err)
+	}
+	info := resp.GetWorkflowExecutionInfo()
+	s, err := stateOf(info.GetMemo(), info.GetStatus())
+	if err != nil {
+		return exportd.State{}, err
+	}
+	for _, pa := range resp.GetPendingActivities() {
+		if pa.GetActivityType().GetName() != "Export" || pa.GetHeartbeatDetails() == nil {
+			continue
+		}
+		var cp activities.Checkpoint
+		if err := converter.GetDefaultDataConverter().FromPayloads(pa.GetHeartbeatDetails(), &cp); err == nil {
+			s.Progress = exportd.Progress{Rows: cp.Done, Total: max(cp.Total, s.Progress.Total)}
+		}
+	}
+	return s, nil
+}
+
+// stateOf decodes the memo's state and reconciles it with the workflow's
+// own status, for executions that ended without publishing (terminated by
+// an operator, timed out).
+func stateOf(memo *commonpb.Memo, status enumspb.WorkflowExecutionStatus) (exportd.State, error) {
+	var s exportd.State
+	p, ok := memo.GetFields()[workflows.MemoState]
+	if !ok {
+		return s, fmt.Errorf("export workflow has no %q memo", workflows.MemoState)
+	}
+	if err := converter.GetDefaultDataConverter().FromPayload(p, &s); err != nil {
+		return s, fmt.Errorf("error decoding export state: %w", err)
+	}
+	if s.Phase.Final() {
+		return s, nil
+	}
+	switch status {
+	case enumspb.WORKFLOW_EXECUTION_STATUS_TERMINATED:
+		s.Phase = exportd.PhaseFailed
+		s.Error = &exportd.Failure{Code: "terminated", Message: "the export was terminated by an operator", Retryable: true}
+	case enumspb.WORKFLOW_EXECUTION_STATUS_TIMED_OUT:
+		s.Phase = exportd.PhaseFailed
+		s.Error = &exportd.Failure{Code: "timeout", Message: "the export did not finish in time", Retryable: true}
+	case enumspb.WORKFLOW_EXECUTION_STATUS_CANCELED:
+		s.Phase = exportd.PhaseCanceled
+	case enumspb.WORKFLOW_EXECUTION_STATUS_FAILED:
+		s.Phase = exportd.PhaseFailed
+		if s.Error == nil {
+			s.Error = &exportd.Failure{Code: exportd.CodeInternal, Message: "the export failed", Retryable: true}
+		}
+	}
+	return s, nil
+}
+
+// Cancel asks an export to stop; a READY export has its files purged
+// early. Canceling a finished export is a no-op.
+func Cancel(ctx context.Context, c client.Client, exportID string) error {
+	err := c.CancelWorkflow(ctx, workflows.WorkflowID(exportID), "")
+	var nf *serviceerror.NotFound
+	if errors.As(err, &nf) {
+		return nil // already closed
+	}
+	if err != nil {
+		return fmt.Errorf("error canceling export workflow: %w", err)
+	}
+	return nil
+}
+
+// Extend moves a READY export's expiry (capped at the maximum retention).
+func Extend(ctx context.Context, c client.Client, exportID string, until time.Time) error {
+	err := c.SignalWorkflow(ctx, workflows.WorkflowID(exportID), "", workflows.SignalExtend, workflows.ExtendSignal{AvailableUntil: until})
+	if err != nil {
+		return fmt.Errorf("error signaling export workflow: %w", err)
+	}
+	return nil
+}
+
+// ListQuery filters List.
+type ListQuery struct {
+	MerchantID string
+	Phase      exportd.Phase
+	PageSize   int
+	PageToken  []byte
+}
+
+// List returns exports from Temporal visibility, newest first, with the
+// state in their memo (progress is as of the last phase change).
+func List(ctx context.Context, c client.Client, q ListQuery) ([]exportd.State, []byte, error) {
+	query := fmt.Sprintf("WorkflowType = '%s'", workflows.WorkflowName)
+	if q.MerchantID != "" {
+		query += fmt.Sprintf(" AND ExportMerchant = '%s'", escape(q.MerchantID))
+	}
+	if q.Phase != "" {
+		query += fmt.Sprintf(" AND ExportPhase = '%s'", escape(string(q.Phase)))
+	}
+	resp, err := c.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{
+		Query: query, PageSize: int32(q.PageSize), NextPageToken: q.PageToken,
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("error listing export workflows: %w", err)
+	}
+	out := make([]exportd.State, 0, len(resp.GetExecutions()))
+	for _, e := range resp.GetExecutions() {
+		s, err := stateOf(e.GetMemo(), e.GetStatus())
+		if err != nil {
+			continue // not one of ours
+		}
+		out = append(out, s)
+	}
+	return out, resp.GetNextPageToken(), nil
+}
+
+// escape makes s safe inside a single-quoted visibility query literal.
+func escape(s string) string {
+	out := make([]byte, 0, len(s))
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\'' || s[i] == '\\' {
+			out = append(out, '\\')
+		}
+		out = append(out, s[i])
+	}
+	return string(out)
+}
