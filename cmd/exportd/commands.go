@@ -1,0 +1,242 @@
+package main
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"go.temporal.io/sdk/client"
+	sdklog "go.temporal.io/sdk/log"
+
+	"github.com/exportd/exportd/activities"
+	"github.com/exportd/exportd/api"
+	"github.com/exportd/exportd/blob"
+	"github.com/exportd/exportd/postgres"
+	"github.com/exportd/exportd/worker"
+)
+
+// conn holds the connection flags shared by worker, api, migrate and seed.
+type conn struct {
+	logFlags
+	databaseURL string
+	temporal    string
+	namespace   string
+	blobDir     string
+	masterKey   string
+}
+
+func (c *conn) register(fs *flag.FlagSet, temporal, blobs bool) {
+	c.logFlags.register(fs)
+	fs.StringVar(&c.databaseURL, "database-url", "postgres://postgres@127.0.0.1:5432/exportd", "PostgreSQL connection URL")
+	if temporal {
+		fs.StringVar(&c.temporal, "temporal-address", "127.0.0.1:7233", "Temporal frontend host:port")
+		fs.StringVar(&c.namespace, "temporal-namespace", "default", "Temporal namespace")
+	}
+	if blobs {
+		fs.StringVar(&c.blobDir, "blob-dir", "./exports", "directory where result files are stored")
+		fs.StringVar(&c.masterKey, "master-key", "", "hex-encoded 32-byte key that encrypts app client secrets")
+	}
+}
+
+func (c *conn) pool(ctx context.Context) (*pgxpool.Pool, error) {
+	return postgres.Open(ctx, c.databaseURL)
+}
+
+func (c *conn) client(log *slog.Logger) (client.Client, error) {
+	cl, err := client.Dial(client.Options{
+		HostPort: c.temporal, Namespace: c.namespace,
+		Logger: sdklog.NewStructuredLogger(log.With("component", "temporal-sdk")),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("error connecting to Temporal at %s: %w", c.temporal, err)
+	}
+	return cl, nil
+}
+
+func (c *conn) key() ([]byte, error) {
+	k, err := hex.DecodeString(c.masterKey)
+	if err != nil || len(k) != 32 {
+		return nil, errors.New("--master-key (EXPORTD_MASTER_KEY) must be 64 hex characters (32 bytes)")
+	}
+	return k, nil
+}
+
+func runWorker(ctx context.Context, args []string, env func(string) string, stdout, stderr io.Writer) error {
+	fs := newFlags("worker", stderr)
+	var c conn
+	c.register(fs, true, true)
+	maxExports := fs.Int("max-concurrent-exports", 2, "export activities this worker runs at once")
+	fs.Usage = usage(fs, workerSummary)
+	if err := parse(fs, args, env); err != nil {
+		return err
+	}
+	log, err := c.logger(stderr)
+	if err != nil {
+		return err
+	}
+	pool, err := c.pool(ctx)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	store, err := blob.NewLocal(c.blobDir)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	cl, err := c.client(log)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	w := worker.New(cl, &activities.Activities{Source: &postgres.Source{Pool: pool}, Store: store, Logger: log},
+		worker.Options{MaxConcurrentExports: *maxExports})
+	log.Info("worker running", "task_queue", "exports", "temporal", c.temporal)
+	return w.Run(interruptOn(ctx))
+}
+
+// interruptOn adapts a context to the worker's interrupt channel.
+func interruptOn(ctx context.Context) <-chan any {
+	ch := make(chan any, 1)
+	go func() {
+		<-ctx.Done()
+		ch <- struct{}{}
+	}()
+	return ch
+}
+
+func runAPI(ctx context.Context, args []string, env func(string) string, stdout, stderr io.Writer) error {
+	fs := newFlags("api", stderr)
+	var c conn
+	c.register(fs, true, true)
+	addr := fs.String("api-addr", ":8080", "address the HTTP API listens on")
+	publicURL := fs.String("public-url", "", "externally visible base URL for links (default: from each request's Host)")
+	fs.Usage = usage(fs, apiSummary)
+	if err := parse(fs, args, env); err != nil {
+		return err
+	}
+	log, err := c.logger(stderr)
+	if err != nil {
+		return err
+	}
+	key, err := c.key()
+	if err != nil {
+		return err
+	}
+	pool, err := c.pool(ctx)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	store, err := blob.NewLocal(c.blobDir)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	cl, err := c.client(log)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	sealer, err := postgres.NewSealer(key)
+	if err != nil {
+		return err
+	}
+	access := &postgres.Access{Pool: pool, Sealer: sealer}
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		return fmt.Errorf("error listening on %s: %w", *addr, err)
+	}
+	srv := newServer(api.Config{
+		Temporal: cl, Access: access, Store: store, Logger: log, PublicURL: *publicURL,
+		Ready: func(ctx context.Context) error { return ready(ctx, pool, cl) },
+	})
+	log.Info("API listening", "addr", ln.Addr().String())
+	return serve(ctx, srv, ln)
+}
+
+// newServer wraps the API with the server's own timeouts, so a slow
+// client cannot hold a connection open forever.
+func newServer(cfg api.Config) *http.Server {
+	return &http.Server{
+		Handler:           api.Router(cfg),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       time.Minute,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),
+	}
+}
+
+// serve runs srv until ctx ends, then drains in-flight requests.
+func serve(ctx context.Context, srv *http.Server, ln net.Listener) error {
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return srv.Shutdown(sctx)
+}
+
+func runMigrate(ctx context.Context, args []string, env func(string) string, stdout, stderr io.Writer) error {
+	fs := newFlags("migrate", stderr)
+	var c conn
+	c.register(fs, false, false)
+	fs.Usage = usage(fs, migrateSummary)
+	if err := parse(fs, args, env); err != nil {
+		return err
+	}
+	pool, err := c.pool(ctx)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	if err := postgres.Migrate(ctx, pool); err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, "migrations applied")
+	return nil
+}
+
+func runSeed(ctx context.Context, args []string, env func(string) string, stdout, stderr io.Writer) error {
+	fs := newFlags("seed", stderr)
+	var c conn
+	c.register(fs, false, false)
+	orders := fs.Int("orders", 10_000, "orders per merchant")
+	seed := fs.Uint64("seed", 1, "random seed; the same seed makes the same data")
+	fs.Usage = usage(fs, seedSummary)
+	if err := parse(fs, args, env); err != nil {
+		return err
+	}
+	pool, err := c.pool(ctx)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	if err := postgres.Migrate(ctx, pool); err != nil {
+		return err
+	}
+	_, err = postgres.Seed(ctx, pool, postgres.SeedOptions{
+		Seed: *seed, OrdersPerMerchant: *orders,
+		Progress: func(m postgres.SeededMerchant) {
+			if m.Skipped {
+				fmt.Fprintf(stdout, "%-16s already has orders, skipped\n", m.ID)
+				return
+			}
+			fmt.Fprintf(stdout, "%-16s %9d orders %9d items %9d transactions in %s (%.0f orders/s)\n",
+				m.ID, m.Orders, m.Items, m.Transactions, m.Elapsed.Round(time.Millisecond), float64(m.Orders)/m.Elapsed.Seconds())
+		},
+	})
+	return err
+}

@@ -1,0 +1,104 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+func runDev(ctx context.Context, args []string, env func(string) string, stdout, stderr io.Writer) error {
+	fs := newFlags("dev", stderr)
+	var lf logFlags
+	lf.register(fs)
+	var cfg StackConfig
+	fs.StringVar(&cfg.DataDir, "data-dir", ".data", "directory for PostgreSQL, Temporal, result files and dev.json; kept between runs")
+	fs.StringVar(&cfg.APIAddr, "api-addr", "127.0.0.1:8080", "address the HTTP API listens on (port 0 picks a free one)")
+	fs.IntVar(&cfg.SeedOrders, "seed-orders", 20_000, "orders generated for the first demo merchant on the first run")
+	fs.BoolVar(&cfg.Worker, "worker", true, "run the worker in this process (false: start `exportd worker` with dev.json's env)")
+	fs.StringVar(&cfg.TemporalBin, "temporal-bin", "", "Temporal CLI binary (default: .tools/bin/temporal, then PATH)")
+	demo := fs.Bool("demo", false, "once ready, run one export through the HTTP API and show it step by step")
+	fs.Usage = usage(fs, devSummary)
+	if err := parse(fs, args, env); err != nil {
+		return err
+	}
+	// The terminal shows the banner, the demo and warnings; the full log
+	// goes to a file in the data dir.
+	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+		return fmt.Errorf("error creating data dir: %w", err)
+	}
+	logPath := filepath.Join(cfg.DataDir, "exportd.log")
+	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		return fmt.Errorf("error opening log file: %w", err)
+	}
+	defer logFile.Close()
+	toFile, err := lf.handler(logFile, slog.LevelDebug)
+	if err != nil {
+		return err
+	}
+	toTerminal, err := lf.handler(stderr, slog.LevelWarn)
+	if err != nil {
+		return err
+	}
+	log := slog.New(slog.NewMultiHandler(toFile, toTerminal))
+	cfg.Logger = log
+	cfg.ToolsDir = toolsDir()
+
+	stack := &Stack{Config: cfg}
+	defer func() {
+		fmt.Fprintln(stdout, "stopping...")
+		if err := stack.Close(); err != nil {
+			log.Warn("stopping the stack", "error", err)
+		}
+	}()
+	started := time.Now()
+	if err := stack.Start(ctx); err != nil {
+		return err
+	}
+	info := stack.Info
+	fmt.Fprintf(stdout, `
+exportd dev is ready (%s)
+
+  API            %s
+  Temporal UI    %s
+  Temporal       %s
+  PostgreSQL     %s
+  dev.json       %s
+  log            %s
+
+`, time.Since(started).Round(time.Millisecond), info.APIURL, info.TemporalUIURL, info.TemporalAddress,
+		info.DatabaseURL, filepath.Join(stack.Config.DataDir, InfoFile), logPath)
+	for _, app := range info.Apps {
+		fmt.Fprintf(stdout, "  app %-12q api key %s  merchants %v\n", app.Name, app.APIKey, app.Merchants)
+	}
+	fmt.Fprintln(stdout)
+	if *demo {
+		if err := runDemo(ctx, stdout, stack); err != nil {
+			return fmt.Errorf("demo export: %w", err)
+		}
+	}
+	fmt.Fprintln(stdout, "running; press Ctrl-C to stop")
+	select {
+	case <-ctx.Done():
+	case <-stack.Temporal.Done():
+		return fmt.Errorf("the Temporal dev server exited; see %s", filepath.Join(stack.Config.DataDir, "temporal.log"))
+	}
+	return nil
+}
+
+// toolsDir is where `make tools` builds the Temporal CLI: .tools/bin next
+// to the bin/ directory holding this executable, or under the working
+// directory.
+func toolsDir() string {
+	if exe, err := os.Executable(); err == nil {
+		dir := filepath.Join(filepath.Dir(filepath.Dir(exe)), ".tools", "bin")
+		if _, err := os.Stat(dir); err == nil {
+			return dir
+		}
+	}
+	return filepath.Join(".tools", "bin")
+}

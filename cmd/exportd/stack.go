@@ -1,0 +1,287 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"go.temporal.io/sdk/client"
+	sdklog "go.temporal.io/sdk/log"
+	sdkworker "go.temporal.io/sdk/worker"
+
+	"github.com/exportd/exportd/activities"
+	"github.com/exportd/exportd/api"
+	"github.com/exportd/exportd/blob"
+	"github.com/exportd/exportd/devenv"
+	"github.com/exportd/exportd/postgres"
+	"github.com/exportd/exportd/worker"
+	"github.com/exportd/exportd/workflows"
+)
+
+// StackConfig configures the one-process dev stack.
+type StackConfig struct {
+	// DataDir holds everything: the PostgreSQL cluster, Temporal's SQLite
+	// file, the result files, the master key and dev.json.
+	DataDir string
+	// APIAddr is where the HTTP API listens; port 0 picks a free one.
+	APIAddr string
+	// SeedOrders is how many orders the first demo merchant gets.
+	SeedOrders int
+	// Worker runs the worker in this process; false leaves it to a
+	// separate `exportd worker`.
+	Worker bool
+	// TemporalBin is the Temporal CLI binary; empty looks in ToolsDir,
+	// then on PATH.
+	TemporalBin string
+	// ToolsDir is where `make tools` put the Temporal CLI.
+	ToolsDir string
+	// Logger receives the stack's logs.
+	Logger *slog.Logger
+	// NoSync runs PostgreSQL without fsync, for tests.
+	NoSync bool
+}
+
+// Stack is PostgreSQL, the Temporal dev server, the worker and the API in
+// one process, as `exportd dev` runs them.
+type Stack struct {
+	Config   StackConfig
+	Postgres *devenv.Postgres
+	Temporal *devenv.Temporal
+	Pool     *pgxpool.Pool
+	Client   client.Client
+	Store    *blob.Local
+	Info     Info
+
+	worker sdkworker.Worker
+	server *http.Server
+}
+
+// Info is dev.json: how to reach the stack and act as its demo apps.
+type Info struct {
+	APIURL          string            `json:"api_url"`
+	TemporalAddress string            `json:"temporal_address"`
+	TemporalUIURL   string            `json:"temporal_ui_url"`
+	DatabaseURL     string            `json:"database_url"`
+	Apps            []AppInfo         `json:"apps"`
+	Env             map[string]string `json:"env"`
+}
+
+// AppInfo is a demo app and its credentials.
+type AppInfo struct {
+	Name         string   `json:"name"`
+	AppID        string   `json:"app_id"`
+	ClientID     string   `json:"client_id"`
+	ClientSecret string   `json:"client_secret"`
+	APIKey       string   `json:"api_key"`
+	Merchants    []string `json:"merchants"`
+}
+
+// InfoFile is the name of dev.json within the data dir.
+const InfoFile = "dev.json"
+
+// Start brings the stack up and writes dev.json once it serves.
+func (s *Stack) Start(ctx context.Context) error {
+	cfg := &s.Config
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	log := cfg.Logger
+	dir, err := filepath.Abs(cfg.DataDir)
+	if err != nil {
+		return fmt.Errorf("error resolving data dir: %w", err)
+	}
+	cfg.DataDir = dir
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("error creating data dir: %w", err)
+	}
+	masterKey, err := loadOrCreateKey(filepath.Join(dir, "master.key"))
+	if err != nil {
+		return err
+	}
+
+	pgDir := postgresDir(dir, log)
+	log.Info("starting PostgreSQL", "dir", filepath.Join(pgDir, "postgres"))
+	s.Postgres = &devenv.Postgres{Dir: pgDir, Log: log, NoSync: cfg.NoSync}
+	if err := s.Postgres.Start(ctx); err != nil {
+		return fmt.Errorf("error starting PostgreSQL: %w", err)
+	}
+	log.Info("starting the Temporal dev server")
+	s.Temporal = &devenv.Temporal{Bin: cfg.TemporalBin, ToolsDir: cfg.ToolsDir, DataDir: dir, Logger: log,
+		SearchAttributes: workflows.SearchAttributeNames}
+	if err := s.Temporal.Start(ctx); err != nil {
+		return fmt.Errorf("error starting Temporal: %w", err)
+	}
+
+	if s.Pool, err = postgres.Open(ctx, s.Postgres.URL()); err != nil {
+		return err
+	}
+	if err := postgres.Migrate(ctx, s.Pool); err != nil {
+		return err
+	}
+	sealer, err := postgres.NewSealer(masterKey)
+	if err != nil {
+		return err
+	}
+	access := &postgres.Access{Pool: s.Pool, Sealer: sealer}
+	apps, err := s.seed(ctx, access)
+	if err != nil {
+		return err
+	}
+
+	if s.Client, err = client.Dial(client.Options{
+		HostPort: s.Temporal.Address(), Namespace: "default",
+		Logger: sdklog.NewStructuredLogger(log.With("component", "temporal-sdk")),
+	}); err != nil {
+		return fmt.Errorf("error connecting to Temporal: %w", err)
+	}
+	blobDir := filepath.Join(dir, "blobs")
+	if s.Store, err = blob.NewLocal(blobDir); err != nil {
+		return err
+	}
+	if cfg.Worker {
+		s.worker = worker.New(s.Client, &activities.Activities{
+			Source: &postgres.Source{Pool: s.Pool}, Store: s.Store, Logger: log,
+		}, worker.Options{})
+		if err := s.worker.Start(); err != nil {
+			return fmt.Errorf("error starting worker: %w", err)
+		}
+	}
+
+	addr := cfg.APIAddr
+	if addr == "" {
+		addr = "127.0.0.1:8080"
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("error listening on %s (set --api-addr to another address): %w", addr, err)
+	}
+	apiURL := "http://" + ln.Addr().String()
+	s.server = newServer(api.Config{
+		Temporal: s.Client, Access: access, Store: s.Store, Logger: log, PublicURL: apiURL,
+		Ready: func(ctx context.Context) error { return ready(ctx, s.Pool, s.Client) },
+	})
+	go func() {
+		if err := s.server.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("API server stopped", "error", err)
+		}
+	}()
+
+	s.Info = Info{
+		APIURL:          apiURL,
+		TemporalAddress: s.Temporal.Address(),
+		TemporalUIURL:   s.Temporal.UIURL(),
+		DatabaseURL:     s.Postgres.URL(),
+		Apps:            apps,
+		Env: map[string]string{
+			"EXPORTD_DATABASE_URL":     s.Postgres.URL(),
+			"EXPORTD_TEMPORAL_ADDRESS": s.Temporal.Address(),
+			"EXPORTD_BLOB_DIR":         blobDir,
+			"EXPORTD_MASTER_KEY":       hex.EncodeToString(masterKey),
+			"EXPORTD_PUBLIC_URL":       apiURL,
+		},
+	}
+	return writeJSONFile(filepath.Join(dir, InfoFile), s.Info)
+}
+
+// postgresDir is where the cluster lives: in the data dir, unless we run
+// as root and the postgres OS user cannot reach it (a clone under /root,
+// say); then in a directory under /var/tmp named after the data dir, so a
+// second run finds the same cluster.
+func postgresDir(dataDir string, log *slog.Logger) string {
+	err := devenv.ClusterReachable(dataDir)
+	if err == nil {
+		return dataDir
+	}
+	sum := sha256.Sum256([]byte(dataDir))
+	alt := filepath.Join(os.TempDir(), "exportd-postgres-"+hex.EncodeToString(sum[:6]))
+	if filepath.Dir(alt) == "/tmp" {
+		alt = filepath.Join("/var/tmp", filepath.Base(alt))
+	}
+	log.Warn("the postgres OS user cannot reach the data dir; keeping the PostgreSQL cluster elsewhere", "reason", err, "cluster_dir", alt)
+	return alt
+}
+
+// ready is the /readyz check: both dependencies answer.
+func ready(ctx context.Context, pool *pgxpool.Pool, c client.Client) error {
+	if err := pool.Ping(ctx); err != nil {
+		return fmt.Errorf("postgres: %w", err)
+	}
+	if _, err := c.CheckHealth(ctx, &client.CheckHealthRequest{}); err != nil {
+		return fmt.Errorf("temporal: %w", err)
+	}
+	return nil
+}
+
+// Close stops everything in reverse order: API (draining requests),
+// worker, client, pool, Temporal, PostgreSQL.
+func (s *Stack) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var errs []error
+	if s.server != nil {
+		errs = append(errs, s.server.Shutdown(ctx))
+	}
+	if s.worker != nil {
+		s.worker.Stop()
+	}
+	if s.Client != nil {
+		s.Client.Close()
+	}
+	if s.Pool != nil {
+		s.Pool.Close()
+	}
+	if s.Store != nil {
+		errs = append(errs, s.Store.Close())
+	}
+	if s.Temporal != nil {
+		errs = append(errs, s.Temporal.Stop(ctx))
+	}
+	if s.Postgres != nil {
+		errs = append(errs, s.Postgres.Stop(ctx))
+	}
+	return errors.Join(errs...)
+}
+
+func loadOrCreateKey(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err == nil {
+		k, derr := hex.DecodeString(strings.TrimSpace(string(b)))
+		if derr != nil || len(k) != 32 {
+			return nil, fmt.Errorf("%s is not a 32-byte hex key", path)
+		}
+		return k, nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("error reading master key: %w", err)
+	}
+	k := make([]byte, 32)
+	_, _ = rand.Read(k)
+	if err := os.WriteFile(path, []byte(hex.EncodeToString(k)+"\n"), 0o600); err != nil {
+		return nil, fmt.Errorf("error writing master key: %w", err)
+	}
+	return k, nil
+}
+
+func writeJSONFile(path string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, append(b, '\n'), 0o600); err != nil {
+		return fmt.Errorf("error writing %s: %w", path, err)
+	}
+	return os.Rename(tmp, path)
+}
