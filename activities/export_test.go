@@ -376,4 +376,3 @@ func TestPurgeRemovesEverything(t *testing.T) {
 	_, err = env.ExecuteActivity(f.acts.Purge, activities.PurgeInput{ExportID: "../etc"})
 	require.Error(t, err)
 }
-

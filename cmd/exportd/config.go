@@ -80,4 +80,3 @@ func (l *logFlags) handler(w io.Writer, floor slog.Level) (slog.Handler, error) 
 	}
 	return nil, fmt.Errorf("invalid log format %q (text or json)", l.format)
 }
-
