@@ -1,0 +1,30 @@
+package workflows_test
+
+import (
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+	sdkworker "go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/exportd/exportd/workflows"
+)
+
+// TestReplayRecordedHistories replays histories recorded from the real dev
+// stack (`temporal workflow show --output json`): one export that ran to
+// EXPIRED, one deleted while READY. A change to ExportWorkflow that would
+// break running executions fails here; such a change needs
+// workflow.GetVersion, and a new recording added beside the old ones.
+func TestReplayRecordedHistories(t *testing.T) {
+	files, err := filepath.Glob("testdata/history_*.json")
+	require.NoError(t, err)
+	require.NotEmpty(t, files)
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			r := sdkworker.NewWorkflowReplayer()
+			r.RegisterWorkflowWithOptions(workflows.ExportWorkflow, workflow.RegisterOptions{Name: workflows.WorkflowName})
+			require.NoError(t, r.ReplayWorkflowHistoryFromJSONFile(nil, f))
+		})
+	}
+}
