@@ -29,11 +29,22 @@ const (
 	CSV     Format = "csv.gz"
 )
 
-// Formats lists the formats in their canonical order.
+// Dialect formats: the file shapes the Clover and Doshii APIs serve.
+const (
+	// CloverJSON is {"elements": [...]} of Clover-shaped objects, at most
+	// 1000 per file.
+	CloverJSON Format = "clover-json"
+	// DoshiiJSON is a gzip JSON array of Doshii-shaped orders.
+	DoshiiJSON Format = "doshii-json.gzip"
+)
+
+// Formats lists the general formats in their canonical order.
 var Formats = []Format{Parquet, Arrow, JSONL, CSV}
 
 // Valid reports whether f is a known format.
-func (f Format) Valid() bool { return slices.Contains(Formats, f) }
+func (f Format) Valid() bool {
+	return slices.Contains(Formats, f) || f == CloverJSON || f == DoshiiJSON
+}
 
 // Ext returns the file name extension of the format, dot included.
 func (f Format) Ext() string {
@@ -42,6 +53,10 @@ func (f Format) Ext() string {
 		return ".arrow"
 	case Parquet:
 		return ".parquet"
+	case CloverJSON:
+		return ".json"
+	case DoshiiJSON:
+		return ".json.gz"
 	default:
 		return "." + string(f)
 	}

@@ -12,25 +12,15 @@ import (
 	"strings"
 	"time"
 
-	"go.temporal.io/sdk/client"
-
-	"github.com/exportd/exportd/blob"
+	"github.com/exportd/exportd/exports"
 	"github.com/exportd/exportd/postgres"
 )
 
-// Access is what the API needs to know about apps and merchants;
-// *postgres.Access implements it.
-type Access interface {
-	AppByAPIKey(ctx context.Context, key string) (postgres.App, error)
-	Installed(ctx context.Context, appID, merchantID string) (bool, error)
-}
-
 // Config holds the API's dependencies.
 type Config struct {
-	Temporal client.Client
-	Access   Access
-	Store    blob.Store
-	Logger   *slog.Logger
+	// Service is the export engine every route maps onto.
+	Service *exports.Service
+	Logger  *slog.Logger
 	// PublicURL is the externally visible base URL, used for absolute
 	// links; empty means derived from each request's Host.
 	PublicURL string
@@ -61,9 +51,10 @@ func Router(cfg Config) http.Handler {
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/v1/exports", methods{"GET": h.authed(h.listExports), "POST": h.authed(h.createExport)})
-	mux.Handle("/v1/exports/{id}", methods{"GET": h.authed(h.getExport), "DELETE": h.authed(h.deleteExport)})
+	mux.Handle("/v1/exports/{id}", methods{"GET": h.authed(h.getExport), "DELETE": h.authed(h.deleteExport), "PATCH": h.authed(h.patchExport)})
 	mux.Handle("/v1/exports/{id}/manifest", methods{"GET": h.authed(h.getManifest)})
-	mux.Handle("/v1/exports/{id}/files/{name}", methods{"GET": h.authed(h.getFile)})
+	// Files take an API key or a signed URL; getFile checks either.
+	mux.Handle("/v1/exports/{id}/files/{name}", methods{"GET": h.getFile})
 	mux.Handle("/healthz", methods{"GET": h.healthz})
 	mux.Handle("/readyz", methods{"GET": h.readyz})
 	mux.Handle("/", handlerFunc(func(w http.ResponseWriter, r *http.Request) error {

@@ -1,20 +1,16 @@
 package api
 
 import (
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/base32"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
-	"reflect"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/exportd/exportd"
-	"github.com/exportd/exportd/blob"
+	"github.com/exportd/exportd/exports"
 	"github.com/exportd/exportd/postgres"
 	"github.com/exportd/exportd/starter"
 )
@@ -33,7 +29,7 @@ func (h *handlers) authed(next handlerFunc) handlerFunc {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="exportd"`)
 			return errorf(codeUnauthorized, "send an API key as 'Authorization: Bearer <key>' or 'X-API-Key: <key>'")
 		}
-		app, err := h.Access.AppByAPIKey(r.Context(), key)
+		app, err := h.Service.Access.AppByAPIKey(r.Context(), key)
 		if errors.Is(err, postgres.ErrNotFound) {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="exportd", error="invalid_token"`)
 			return errorf(codeUnauthorized, "the API key is unknown or revoked")
@@ -59,7 +55,7 @@ type createRequest struct {
 }
 
 // spec validates the request into an export spec.
-func (c createRequest) spec(appID, exportID string) (exportd.Spec, error) {
+func (c createRequest) spec() (exportd.Spec, error) {
 	if c.MerchantID == "" {
 		return exportd.Spec{}, &apiError{code: codeInvalidRequest, field: "merchantId", detail: "merchantId is required"}
 	}
@@ -74,15 +70,12 @@ func (c createRequest) spec(appID, exportID string) (exportd.Spec, error) {
 	if len(c.Locations) > 1000 {
 		return exportd.Spec{}, &apiError{code: codeInvalidRequest, field: "locations", detail: "at most 1000 locations"}
 	}
-	s := exportd.Spec{
-		ExportID: exportID, AppID: appID, MerchantID: c.MerchantID, Dataset: c.Dataset,
+	// The engine fills the ids and validates the rest.
+	return exportd.Spec{
+		MerchantID: c.MerchantID, Dataset: c.Dataset,
 		Start: start, End: end, Formats: c.Formats, MaxRowsPerFile: c.MaxRowsPerFile,
 		Locations: c.Locations, CallbackURL: c.CallbackURL, Retention: c.Retention,
-	}
-	if err := s.Normalize(); err != nil {
-		return exportd.Spec{}, err
-	}
-	return s, nil
+	}, nil
 }
 
 func parseTime(field, v string) (time.Time, error) {
@@ -105,161 +98,101 @@ func (h *handlers) createExport(w http.ResponseWriter, r *http.Request) error {
 	if err := decodeJSON(r, &req); err != nil {
 		return err
 	}
-	exportID := newExportID()
-	idemKey := r.Header.Get("Idempotency-Key")
-	if idemKey != "" {
-		if len(idemKey) > 255 {
-			return &apiError{code: codeInvalidRequest, field: "Idempotency-Key", detail: "Idempotency-Key must be at most 255 characters"}
-		}
-		exportID = idempotentExportID(app.ID, idemKey)
-	}
-	spec, err := req.spec(app.ID, exportID)
+	spec, err := req.spec()
 	if err != nil {
 		return err
 	}
-	if err := h.checkMerchant(r, app.ID, spec.MerchantID); err != nil {
-		return err
-	}
-	state, err := starter.Start(r.Context(), h.Temporal, spec)
-	if errors.Is(err, starter.ErrExists) {
-		// The same key again: the same export if the request is the same.
-		prev, derr := starter.Describe(r.Context(), h.Temporal, exportID)
-		if derr != nil {
-			return fmt.Errorf("error reading the export of an idempotency key: %w", derr)
-		}
-		if !sameRequest(prev.Spec, spec) {
-			return errorf(codeIdempotency, "Idempotency-Key %q was used for a different request (export %s)", idemKey, exportID)
-		}
-		w.Header().Set("Location", "/v1/exports/"+exportID)
-		return writeJSON(w, http.StatusOK, h.document(r, prev))
-	}
+	state, created, err := h.Service.Create(r.Context(), app, spec, r.Header.Get("Idempotency-Key"))
 	if err != nil {
 		return err
 	}
-	w.Header().Set("Location", "/v1/exports/"+exportID)
-	return writeJSON(w, http.StatusAccepted, h.document(r, state))
-}
-
-// sameRequest compares what the client asked for, not server-side fields.
-func sameRequest(a, b exportd.Spec) bool {
-	a.ExportID, b.ExportID = "", ""
-	return a.Start.Equal(b.Start) && a.End.Equal(b.End) &&
-		reflect.DeepEqual(withoutTimes(a), withoutTimes(b))
-}
-
-func withoutTimes(s exportd.Spec) exportd.Spec {
-	s.Start, s.End = time.Time{}, time.Time{}
-	if len(s.Locations) == 0 {
-		s.Locations = nil
+	w.Header().Set("Location", "/v1/exports/"+state.Spec.ExportID)
+	status := http.StatusAccepted
+	if !created {
+		status = http.StatusOK
 	}
-	return s
-}
-
-// checkMerchant answers 404 for a merchant the app has no install for,
-// the same answer as for one that does not exist.
-func (h *handlers) checkMerchant(r *http.Request, appID, merchantID string) error {
-	ok, err := h.Access.Installed(r.Context(), appID, merchantID)
-	if err != nil {
-		return fmt.Errorf("error checking install: %w", err)
-	}
-	if !ok {
-		return &apiError{code: codeNotFound, field: "merchantId", detail: fmt.Sprintf("merchant %q not found", merchantID)}
-	}
-	return nil
-}
-
-// export loads an export the calling app may see; any other is not found.
-func (h *handlers) export(r *http.Request) (exportd.State, error) {
-	id := r.PathValue("id")
-	notFound := errorf(codeNotFound, "export %q not found", id)
-	if !blob.ValidKey(id) || strings.Contains(id, "/") || len(id) > 64 {
-		return exportd.State{}, notFound
-	}
-	s, err := starter.Describe(r.Context(), h.Temporal, id)
-	if errors.Is(err, starter.ErrNotFound) {
-		return exportd.State{}, notFound
-	}
-	if err != nil {
-		return exportd.State{}, err
-	}
-	app := appFrom(r.Context())
-	if s.Spec.AppID != app.ID {
-		// Exports started outside the API (temporal CLI, Go SDK) belong to
-		// every app the merchant installed.
-		if s.Spec.AppID != "" {
-			return exportd.State{}, notFound
-		}
-		if ok, err := h.Access.Installed(r.Context(), app.ID, s.Spec.MerchantID); err != nil || !ok {
-			return exportd.State{}, notFound
-		}
-	}
-	return s, nil
+	return writeJSON(w, status, h.document(r, state, nil))
 }
 
 func (h *handlers) getExport(w http.ResponseWriter, r *http.Request) error {
-	s, err := h.export(r)
+	app := appFrom(r.Context())
+	st, err := h.Service.Get(r.Context(), app, r.PathValue("id"))
 	if err != nil {
 		return err
 	}
-	doc := h.document(r, s)
-	if s.Phase == exportd.PhaseReady {
-		m, err := h.manifest(r, s.Spec.ExportID)
+	var m *exportd.Manifest
+	if st.Phase == exportd.PhaseReady {
+		man, err := h.Service.Manifest(r.Context(), st.Spec.ExportID)
 		if err != nil {
 			return err
 		}
-		doc.Files = h.fileDocs(r, s.Spec.ExportID, m)
+		m = &man
 	}
-	return writeJSON(w, http.StatusOK, doc)
+	return writeJSON(w, http.StatusOK, h.document(r, st, m))
 }
 
 func (h *handlers) deleteExport(w http.ResponseWriter, r *http.Request) error {
-	s, err := h.export(r)
+	st, err := h.Service.Cancel(r.Context(), appFrom(r.Context()), r.PathValue("id"))
 	if err != nil {
 		return err
 	}
-	if !s.Phase.Final() {
-		if err := starter.Cancel(r.Context(), h.Temporal, s.Spec.ExportID); err != nil {
-			return err
-		}
-		return writeJSON(w, http.StatusAccepted, h.document(r, s))
+	status := http.StatusOK
+	if !st.Phase.Final() {
+		status = http.StatusAccepted
 	}
-	return writeJSON(w, http.StatusOK, h.document(r, s))
+	return writeJSON(w, status, h.document(r, st, nil))
+}
+
+// patchRequest is the body of PATCH /v1/exports/{id}: a new expiry.
+type patchRequest struct {
+	AvailableUntil string `json:"availableUntil"`
+}
+
+func (h *handlers) patchExport(w http.ResponseWriter, r *http.Request) error {
+	var req patchRequest
+	if err := decodeJSON(r, &req); err != nil {
+		return err
+	}
+	until, err := parseTime("availableUntil", req.AvailableUntil)
+	if err != nil {
+		return err
+	}
+	st, err := h.Service.Extend(r.Context(), appFrom(r.Context()), r.PathValue("id"), until)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusAccepted, h.document(r, st, nil))
 }
 
 func (h *handlers) listExports(w http.ResponseWriter, r *http.Request) error {
-	app := appFrom(r.Context())
 	q := r.URL.Query()
 	merchant := q.Get("merchantId")
 	if merchant == "" {
 		return &apiError{code: codeInvalidRequest, field: "merchantId", detail: "merchantId is required"}
 	}
-	if err := h.checkMerchant(r, app.ID, merchant); err != nil {
-		return err
-	}
-	lq := starter.ListQuery{MerchantID: merchant, PageSize: 100}
+	var phase exportd.Phase
 	if st := q.Get("status"); st != "" {
 		p, ok := phaseOfStatus(st)
 		if !ok {
 			return &apiError{code: codeInvalidRequest, field: "status", detail: "status must be one of queued, running, succeeded, failed, canceled, expired"}
 		}
-		lq.Phase = p
+		phase = p
 	}
+	limit := 100
 	if ps := q.Get("limit"); ps != "" {
 		n, err := strconv.Atoi(ps)
 		if err != nil || n < 1 || n > 1000 {
 			return &apiError{code: codeInvalidRequest, field: "limit", detail: "limit must be a number from 1 to 1000"}
 		}
-		lq.PageSize = n
+		limit = n
 	}
-	states, _, err := starter.List(r.Context(), h.Temporal, lq)
+	states, err := h.Service.List(r.Context(), appFrom(r.Context()), merchant, phase, limit)
 	if err != nil {
 		return err
 	}
 	docs := make([]exportDoc, 0, len(states))
-	for _, s := range states {
-		if s.Spec.AppID == "" || s.Spec.AppID == app.ID {
-			docs = append(docs, h.document(r, s))
-		}
+	for _, st := range states {
+		docs = append(docs, h.document(r, st, nil))
 	}
 	return writeJSON(w, http.StatusOK, map[string]any{"exports": docs})
 }
@@ -274,95 +207,53 @@ func phaseOfStatus(s string) (exportd.Phase, bool) {
 }
 
 func (h *handlers) getManifest(w http.ResponseWriter, r *http.Request) error {
-	s, err := h.export(r)
+	st, err := h.Service.Get(r.Context(), appFrom(r.Context()), r.PathValue("id"))
 	if err != nil {
 		return err
 	}
-	if err := readyOrError(s); err != nil {
+	if err := exports.Ready(st); err != nil {
 		return err
 	}
-	return h.serveObject(w, r, s.Spec.ExportID+"/"+exportd.ManifestName, "application/json", "")
+	return h.Service.ServeManifest(w, r, st.Spec.ExportID)
 }
 
+// getFile serves a file to its app, or to anyone holding a signed URL.
 func (h *handlers) getFile(w http.ResponseWriter, r *http.Request) error {
-	s, err := h.export(r)
-	if err != nil {
-		return err
-	}
-	if err := readyOrError(s); err != nil {
-		return err
-	}
-	name := r.PathValue("name")
-	m, err := h.manifest(r, s.Spec.ExportID)
-	if err != nil {
-		return err
-	}
-	// Only names the manifest lists reach the store.
-	for _, f := range m.Files {
-		if f.Name == name {
-			return h.serveObject(w, r, s.Spec.ExportID+"/"+f.Name, contentType(f.Format), f.SHA256)
+	id, name := r.PathValue("id"), r.PathValue("name")
+	if r.URL.Query().Has("signature") {
+		if h.Service.Signer == nil || !exports.ValidID(id) {
+			return errorf(codeNotFound, "export %q not found", id)
 		}
+		if err := h.Service.Signer.Verify(id, name, r.URL.Query()); err != nil {
+			if errors.Is(err, exports.ErrExpiredURL) {
+				return errorf(codeGone, "this signed URL has expired")
+			}
+			return errorf(codeUnauthorized, "the URL signature is invalid")
+		}
+		st, err := starter.Describe(r.Context(), h.Service.Temporal, id)
+		if errors.Is(err, starter.ErrNotFound) {
+			return errorf(codeNotFound, "export %q not found", id)
+		}
+		if err != nil {
+			return err
+		}
+		f, err := h.Service.File(r.Context(), st, name)
+		if err != nil {
+			return err
+		}
+		return h.Service.ServeFile(w, r, id, f)
 	}
-	return errorf(codeNotFound, "export %s has no file %q", s.Spec.ExportID, name)
-}
-
-func readyOrError(s exportd.State) error {
-	switch {
-	case s.Phase == exportd.PhaseReady:
-		return nil
-	case s.Phase == exportd.PhaseExpired:
-		return errorf(codeGone, "export %s expired and its files were deleted", s.Spec.ExportID)
-	case s.Phase.Final():
-		return errorf(codeNotFound, "export %s is %s and has no files", s.Spec.ExportID, s.Phase.Status())
-	}
-	return errorf(codeNotReady, "export %s is %s; files are available once it has succeeded", s.Spec.ExportID, s.Phase.Status())
-}
-
-func (h *handlers) manifest(r *http.Request, exportID string) (exportd.Manifest, error) {
-	var m exportd.Manifest
-	obj, err := h.Store.Open(r.Context(), exportID+"/"+exportd.ManifestName)
-	if errors.Is(err, blob.ErrNotFound) {
-		return m, errorf(codeGone, "export %s has no files any more", exportID)
-	}
-	if err != nil {
-		return m, fmt.Errorf("error opening manifest: %w", err)
-	}
-	defer obj.Close()
-	if err := json.NewDecoder(obj).Decode(&m); err != nil {
-		return m, fmt.Errorf("error reading manifest: %w", err)
-	}
-	return m, nil
-}
-
-// serveObject streams a stored object with Range, ETag (the sha256 when
-// known) and Content-Length handled by http.ServeContent.
-func (h *handlers) serveObject(w http.ResponseWriter, r *http.Request, key, ctype, sha string) error {
-	obj, err := h.Store.Open(r.Context(), key)
-	if errors.Is(err, blob.ErrNotFound) {
-		return errorf(codeGone, "the file is no longer available")
-	}
-	if err != nil {
-		return fmt.Errorf("error opening %s: %w", key, err)
-	}
-	defer obj.Close()
-	w.Header().Set("Content-Type", ctype)
-	if sha != "" {
-		w.Header().Set("ETag", `"`+sha+`"`)
-	}
-	w.Header().Set("Cache-Control", "private, max-age=0")
-	info := obj.Info()
-	http.ServeContent(w, r, "", info.ModTime, obj)
-	return nil
-}
-
-func contentType(f exportd.Format) string {
-	switch f {
-	case exportd.Parquet:
-		return "application/vnd.apache.parquet"
-	case exportd.Arrow:
-		return "application/vnd.apache.arrow.file"
-	}
-	return "application/gzip"
+	return h.authed(func(w http.ResponseWriter, r *http.Request) error {
+		st, err := h.Service.Get(r.Context(), appFrom(r.Context()), id)
+		if err != nil {
+			return err
+		}
+		f, err := h.Service.File(r.Context(), st, name)
+		if err != nil {
+			return err
+		}
+		return h.Service.ServeFile(w, r, id, f)
+	})(w, r)
 }
 
 // exportDoc is the native status document.
@@ -398,9 +289,12 @@ type fileDoc struct {
 	Bytes  int64          `json:"bytes"`
 	SHA256 string         `json:"sha256"`
 	URL    string         `json:"url"`
+	// SignedURL works with a plain GET, no credentials, until the export
+	// expires.
+	SignedURL string `json:"signedUrl,omitempty"`
 }
 
-func (h *handlers) document(r *http.Request, s exportd.State) exportDoc {
+func (h *handlers) document(r *http.Request, s exportd.State, m *exportd.Manifest) exportDoc {
 	base := h.baseURL(r) + "/v1/exports/" + s.Spec.ExportID
 	d := exportDoc{
 		ID: s.Spec.ExportID, MerchantID: s.Spec.MerchantID, Dataset: s.Spec.Dataset,
@@ -416,33 +310,20 @@ func (h *handlers) document(r *http.Request, s exportd.State) exportDoc {
 			d.Progress.Percent = 100
 		}
 	}
+	if m != nil {
+		d.Files = make([]fileDoc, 0, len(m.Files))
+		for _, f := range m.Files {
+			fd := fileDoc{Name: f.Name, Format: f.Format, Rows: f.Rows, Bytes: f.Bytes, SHA256: f.SHA256, URL: base + "/files/" + f.Name}
+			if h.Service.Signer != nil && s.AvailableUntil != nil {
+				fd.SignedURL = fd.URL + "?" + h.Service.Signer.Query(s.Spec.ExportID, f.Name, *s.AvailableUntil)
+			}
+			d.Files = append(d.Files, fd)
+		}
+	}
 	return d
 }
 
-func (h *handlers) fileDocs(r *http.Request, exportID string, m exportd.Manifest) []fileDoc {
-	base := h.baseURL(r) + "/v1/exports/" + exportID + "/files/"
-	out := make([]fileDoc, 0, len(m.Files))
-	for _, f := range m.Files {
-		out = append(out, fileDoc{Name: f.Name, Format: f.Format, Rows: f.Rows, Bytes: f.Bytes, SHA256: f.SHA256, URL: base + f.Name})
-	}
-	return out
-}
-
 func round1(v float64) float64 { return float64(int64(v*10)) / 10 }
-
-// newExportID returns a random export id: 20 base32 characters.
-func newExportID() string {
-	var b [12]byte
-	_, _ = rand.Read(b[:])
-	return "x" + strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b[:]))
-}
-
-// idempotentExportID derives the export id of an Idempotency-Key, scoped to
-// the app so two apps' keys never meet.
-func idempotentExportID(appID, key string) string {
-	sum := sha256.Sum256([]byte(appID + "\x00" + key))
-	return "k" + strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(sum[:15]))
-}
 
 func writeJSON(w http.ResponseWriter, status int, v any) error {
 	w.Header().Set("Content-Type", "application/json")

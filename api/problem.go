@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/exportd/exportd"
+	"github.com/exportd/exportd/exports"
 )
 
 // Problem is an RFC 9457 problem detail, the native API's error format.
@@ -81,6 +82,14 @@ func (h *handlers) writeProblem(w http.ResponseWriter, r *http.Request, err erro
 		var ve *exportd.ValidationError
 		var mbe *http.MaxBytesError
 		switch {
+		case errors.Is(err, exports.ErrNotFound):
+			ae = errorf(codeNotFound, "%s", notFoundDetail(r, err))
+		case errors.Is(err, exports.ErrNotReady):
+			ae = errorf(codeNotReady, "the export has not succeeded yet; files are available once it has")
+		case errors.Is(err, exports.ErrGone):
+			ae = errorf(codeGone, "the export expired and its files were deleted")
+		case errors.Is(err, exports.ErrIdempotency):
+			ae = errorf(codeIdempotency, "%s", err.Error())
 		case errors.As(err, &ve):
 			ae = &apiError{code: codeInvalidRequest, detail: ve.Error(), field: ve.Field}
 		case errors.As(err, &mbe):
@@ -106,6 +115,15 @@ func (h *handlers) writeProblem(w http.ResponseWriter, r *http.Request, err erro
 		Type: problemType(ae.code), Title: p.title, Status: p.status, Detail: ae.detail,
 		Instance: r.URL.Path, Code: ae.code, Field: ae.field, RequestID: requestID(r),
 	})
+}
+
+// notFoundDetail names what was not found without saying whether it
+// exists for someone else.
+func notFoundDetail(r *http.Request, err error) string {
+	if id := r.PathValue("id"); id != "" && !strings.HasPrefix(err.Error(), "merchant") && !strings.HasPrefix(err.Error(), "file") {
+		return fmt.Sprintf("export %q not found", id)
+	}
+	return err.Error()
 }
 
 // decodeJSON reads a JSON body into v, turning the decoder's errors into

@@ -19,6 +19,7 @@ import (
 	"github.com/exportd/exportd/activities"
 	"github.com/exportd/exportd/api"
 	"github.com/exportd/exportd/blob"
+	"github.com/exportd/exportd/exports"
 	"github.com/exportd/exportd/postgres"
 	"github.com/exportd/exportd/worker"
 )
@@ -156,7 +157,9 @@ func runAPI(ctx context.Context, args []string, env func(string) string, stdout,
 		return fmt.Errorf("error listening on %s: %w", *addr, err)
 	}
 	srv := newServer(api.Config{
-		Temporal: cl, Access: access, Store: store, Logger: log, PublicURL: *publicURL,
+		Service: &exports.Service{Temporal: cl, Access: access, Store: store,
+			Signer: &exports.Signer{Key: exports.DeriveKey(key, "signed download URLs")}},
+		Logger: log, PublicURL: *publicURL,
 		Ready: func(ctx context.Context) error { return ready(ctx, pool, cl) },
 	})
 	log.Info("API listening", "addr", ln.Addr().String())

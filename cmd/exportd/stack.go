@@ -25,6 +25,7 @@ import (
 	"github.com/exportd/exportd/api"
 	"github.com/exportd/exportd/blob"
 	"github.com/exportd/exportd/devenv"
+	"github.com/exportd/exportd/exports"
 	"github.com/exportd/exportd/postgres"
 	"github.com/exportd/exportd/worker"
 	"github.com/exportd/exportd/workflows"
@@ -169,7 +170,9 @@ func (s *Stack) Start(ctx context.Context) error {
 	}
 	apiURL := "http://" + ln.Addr().String()
 	s.server = newServer(api.Config{
-		Temporal: s.Client, Access: access, Store: s.Store, Logger: log, PublicURL: apiURL,
+		Service: &exports.Service{Temporal: s.Client, Access: access, Store: s.Store,
+			Signer: &exports.Signer{Key: exports.DeriveKey(masterKey, "signed download URLs")}},
+		Logger: log, PublicURL: apiURL,
 		Ready: func(ctx context.Context) error { return ready(ctx, s.Pool, s.Client) },
 	})
 	go func() {

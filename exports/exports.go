@@ -1,0 +1,341 @@
+// Package exports is the one export engine underneath every API dialect:
+// create, read, list, cancel and download exports on behalf of an app,
+// with tenant isolation, idempotency and limits decided here once. The
+// native API and the Clover, Doshii and Elastic Path dialects are thin
+// mappings of requests onto a Service and of exportd.State onto their
+// status documents.
+package exports
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base32"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"reflect"
+	"strings"
+	"time"
+
+	"go.temporal.io/sdk/client"
+
+	"github.com/exportd/exportd"
+	"github.com/exportd/exportd/blob"
+	"github.com/exportd/exportd/postgres"
+	"github.com/exportd/exportd/starter"
+)
+
+// Errors a dialect maps to its own status codes and documents. A
+// *exportd.ValidationError is returned for bad requests.
+var (
+	ErrNotFound    = errors.New("not found")
+	ErrNotReady    = errors.New("export not ready")
+	ErrGone        = errors.New("export expired")
+	ErrIdempotency = errors.New("idempotency key reused with a different request")
+)
+
+// Access is what the engine needs to know about apps and merchants;
+// *postgres.Access implements it.
+type Access interface {
+	AppByAPIKey(ctx context.Context, key string) (postgres.App, error)
+	Installed(ctx context.Context, appID, merchantID string) (bool, error)
+	// AppByClientID returns an app with its client secret in the clear,
+	// for dialects that verify HMACs or JWTs made with it.
+	AppByClientID(ctx context.Context, clientID string) (postgres.AppCredentials, error)
+	// VerifyClientSecret checks a client id and secret in constant time.
+	VerifyClientSecret(ctx context.Context, clientID, secret string) (postgres.App, error)
+}
+
+// Service is the export engine.
+type Service struct {
+	Temporal client.Client
+	Access   Access
+	Store    blob.Store
+	// Signer signs download URLs; nil disables signed URLs.
+	Signer *Signer
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+func (s *Service) now() time.Time {
+	if s.Now != nil {
+		return s.Now()
+	}
+	return time.Now()
+}
+
+// Create starts an export of spec for app. With an idempotency key the
+// export id is derived from app and key: the same key and request return
+// the existing export (created is false), the same key with another
+// request is ErrIdempotency.
+func (s *Service) Create(ctx context.Context, app postgres.App, spec exportd.Spec, idemKey string) (state exportd.State, created bool, err error) {
+	spec.AppID = app.ID
+	spec.ExportID = NewID()
+	if idemKey != "" {
+		if len(idemKey) > 255 {
+			return exportd.State{}, false, &exportd.ValidationError{Field: "Idempotency-Key", Reason: "must be at most 255 characters"}
+		}
+		spec.ExportID = IdempotentID(app.ID, idemKey)
+	}
+	if err := spec.Normalize(); err != nil {
+		return exportd.State{}, false, err
+	}
+	if err := s.checkMerchant(ctx, app.ID, spec.MerchantID); err != nil {
+		return exportd.State{}, false, err
+	}
+	state, err = starter.Start(ctx, s.Temporal, spec)
+	if errors.Is(err, starter.ErrExists) {
+		prev, err := starter.Describe(ctx, s.Temporal, spec.ExportID)
+		if err != nil {
+			return exportd.State{}, false, fmt.Errorf("error reading the export of an idempotency key: %w", err)
+		}
+		if !SameRequest(prev.Spec, spec) {
+			return exportd.State{}, false, fmt.Errorf("%w (export %s)", ErrIdempotency, spec.ExportID)
+		}
+		return prev, false, nil
+	}
+	if err != nil {
+		return exportd.State{}, false, err
+	}
+	return state, true, nil
+}
+
+// SameRequest compares what a client asked for, not server-side fields.
+func SameRequest(a, b exportd.Spec) bool {
+	norm := func(s exportd.Spec) exportd.Spec {
+		s.ExportID = ""
+		s.Start, s.End = s.Start.UTC(), s.End.UTC()
+		if len(s.Locations) == 0 {
+			s.Locations = nil
+		}
+		return s
+	}
+	a, b = norm(a), norm(b)
+	return a.Start.Equal(b.Start) && a.End.Equal(b.End) && reflect.DeepEqual(withoutTimes(a), withoutTimes(b))
+}
+
+func withoutTimes(s exportd.Spec) exportd.Spec {
+	s.Start, s.End = time.Time{}, time.Time{}
+	return s
+}
+
+// checkMerchant is ErrNotFound for a merchant the app has no install for,
+// the same answer as for one that does not exist, so tenants cannot probe.
+func (s *Service) checkMerchant(ctx context.Context, appID, merchantID string) error {
+	ok, err := s.Access.Installed(ctx, appID, merchantID)
+	if err != nil {
+		return fmt.Errorf("error checking install: %w", err)
+	}
+	if !ok {
+		return fmt.Errorf("merchant %q: %w", merchantID, ErrNotFound)
+	}
+	return nil
+}
+
+// CheckMerchant is ErrNotFound unless the merchant installed the app.
+func (s *Service) CheckMerchant(ctx context.Context, app postgres.App, merchantID string) error {
+	return s.checkMerchant(ctx, app.ID, merchantID)
+}
+
+// Get returns an export the app may see; any other is ErrNotFound.
+func (s *Service) Get(ctx context.Context, app postgres.App, id string) (exportd.State, error) {
+	if !ValidID(id) {
+		return exportd.State{}, ErrNotFound
+	}
+	st, err := starter.Describe(ctx, s.Temporal, id)
+	if errors.Is(err, starter.ErrNotFound) {
+		return exportd.State{}, ErrNotFound
+	}
+	if err != nil {
+		return exportd.State{}, err
+	}
+	if !s.visible(ctx, app, st) {
+		return exportd.State{}, ErrNotFound
+	}
+	return st, nil
+}
+
+// visible: an app sees its own exports, and those started outside the API
+// (Temporal CLI, Go SDK) for merchants that installed it.
+func (s *Service) visible(ctx context.Context, app postgres.App, st exportd.State) bool {
+	if st.Spec.AppID != "" {
+		return st.Spec.AppID == app.ID
+	}
+	ok, err := s.Access.Installed(ctx, app.ID, st.Spec.MerchantID)
+	return err == nil && ok
+}
+
+// Cancel stops a queued or running export, or purges a ready one early.
+// It returns the state before the cancel took effect.
+func (s *Service) Cancel(ctx context.Context, app postgres.App, id string) (exportd.State, error) {
+	st, err := s.Get(ctx, app, id)
+	if err != nil {
+		return st, err
+	}
+	if !st.Phase.Final() {
+		if err := starter.Cancel(ctx, s.Temporal, id); err != nil {
+			return st, err
+		}
+	}
+	return st, nil
+}
+
+// Extend moves a ready export's expiry to until, within the maximum
+// retention; the workflow caps it.
+func (s *Service) Extend(ctx context.Context, app postgres.App, id string, until time.Time) (exportd.State, error) {
+	st, err := s.Get(ctx, app, id)
+	if err != nil {
+		return st, err
+	}
+	if err := Ready(st); err != nil {
+		return st, err
+	}
+	if err := starter.Extend(ctx, s.Temporal, id, until); err != nil {
+		return st, err
+	}
+	return st, nil
+}
+
+// List returns the app's exports of a merchant, newest first.
+func (s *Service) List(ctx context.Context, app postgres.App, merchantID string, phase exportd.Phase, limit int) ([]exportd.State, error) {
+	if err := s.checkMerchant(ctx, app.ID, merchantID); err != nil {
+		return nil, err
+	}
+	states, _, err := starter.List(ctx, s.Temporal, starter.ListQuery{MerchantID: merchantID, Phase: phase, PageSize: limit})
+	if err != nil {
+		return nil, err
+	}
+	out := states[:0]
+	for _, st := range states {
+		if st.Spec.AppID == "" || st.Spec.AppID == app.ID {
+			out = append(out, st)
+		}
+	}
+	return out, nil
+}
+
+// Ready is nil for a READY export, ErrGone for an expired one, ErrNotFound
+// for one that ended without files, and ErrNotReady otherwise.
+func Ready(st exportd.State) error {
+	switch {
+	case st.Phase == exportd.PhaseReady:
+		return nil
+	case st.Phase == exportd.PhaseExpired:
+		return ErrGone
+	case st.Phase.Final():
+		return ErrNotFound
+	}
+	return ErrNotReady
+}
+
+// Manifest reads a ready export's manifest.
+func (s *Service) Manifest(ctx context.Context, exportID string) (exportd.Manifest, error) {
+	var m exportd.Manifest
+	obj, err := s.Store.Open(ctx, exportID+"/"+exportd.ManifestName)
+	if errors.Is(err, blob.ErrNotFound) || errors.Is(err, blob.ErrInvalidKey) {
+		return m, ErrGone
+	}
+	if err != nil {
+		return m, fmt.Errorf("error opening manifest: %w", err)
+	}
+	defer obj.Close()
+	if err := json.NewDecoder(obj).Decode(&m); err != nil {
+		return m, fmt.Errorf("error reading manifest: %w", err)
+	}
+	return m, nil
+}
+
+// File returns a ready export's file as listed in its manifest; names not
+// in the manifest never reach the store.
+func (s *Service) File(ctx context.Context, st exportd.State, name string) (exportd.FileInfo, error) {
+	if err := Ready(st); err != nil {
+		return exportd.FileInfo{}, err
+	}
+	m, err := s.Manifest(ctx, st.Spec.ExportID)
+	if err != nil {
+		return exportd.FileInfo{}, err
+	}
+	for _, f := range m.Files {
+		if f.Name == name {
+			return f, nil
+		}
+	}
+	return exportd.FileInfo{}, fmt.Errorf("file %q: %w", name, ErrNotFound)
+}
+
+// ServeFile streams a file of an export with Range, ETag (its sha256) and
+// Content-Length, through http.ServeContent.
+func (s *Service) ServeFile(w http.ResponseWriter, r *http.Request, exportID string, f exportd.FileInfo) error {
+	return s.serve(w, r, exportID+"/"+f.Name, ContentType(f.Format), f.SHA256)
+}
+
+// ServeManifest streams an export's manifest.json.
+func (s *Service) ServeManifest(w http.ResponseWriter, r *http.Request, exportID string) error {
+	return s.serve(w, r, exportID+"/"+exportd.ManifestName, "application/json", "")
+}
+
+func (s *Service) serve(w http.ResponseWriter, r *http.Request, key, ctype, sha string) error {
+	obj, err := s.Store.Open(r.Context(), key)
+	if errors.Is(err, blob.ErrNotFound) || errors.Is(err, blob.ErrInvalidKey) {
+		return ErrGone
+	}
+	if err != nil {
+		return fmt.Errorf("error opening %s: %w", key, err)
+	}
+	defer obj.Close()
+	w.Header().Set("Content-Type", ctype)
+	if sha != "" {
+		w.Header().Set("ETag", `"`+sha+`"`)
+	}
+	w.Header().Set("Cache-Control", "private, max-age=0")
+	http.ServeContent(w, r, "", obj.Info().ModTime, obj)
+	return nil
+}
+
+// ContentType is the media type a format is served with. Compressed
+// formats are served as gzip, not with Content-Encoding, so clients get
+// the bytes the sha256 was taken over.
+func ContentType(f exportd.Format) string {
+	switch f {
+	case exportd.Parquet:
+		return "application/vnd.apache.parquet"
+	case exportd.Arrow:
+		return "application/vnd.apache.arrow.file"
+	}
+	if strings.HasSuffix(string(f), "json") {
+		return "application/json"
+	}
+	return "application/gzip"
+}
+
+var idEncoding = base32.StdEncoding.WithPadding(base32.NoPadding)
+
+// NewID returns a random export id.
+func NewID() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return "x" + strings.ToLower(idEncoding.EncodeToString(b[:]))
+}
+
+// IdempotentID derives the export id of an idempotency key, scoped to the
+// app so that two apps' keys never meet.
+func IdempotentID(appID, key string) string {
+	sum := sha256.Sum256([]byte(appID + "\x00" + key))
+	return "k" + strings.ToLower(idEncoding.EncodeToString(sum[:15]))
+}
+
+// ValidID reports whether id can name an export; anything else is not
+// looked up at all.
+func ValidID(id string) bool {
+	if id == "" || len(id) > 64 {
+		return false
+	}
+	for _, r := range id {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+			return false
+		}
+	}
+	return true
+}
