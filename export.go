@@ -86,7 +86,19 @@ type Spec struct {
 	MaxRowsPerFile int       `json:"maxRowsPerFile,omitempty"`
 	Locations      []string  `json:"locations,omitempty"`
 	Retention      Duration  `json:"retention,omitempty"`
-	CallbackURL    string    `json:"callbackUrl,omitempty"`
+	// Webhook, when set, is POSTed the export's status document when it
+	// succeeds or fails. The native API sets it from callbackUrl.
+	Webhook *Webhook `json:"webhook,omitempty"`
+}
+
+// Webhook is where and how an export's completion is announced.
+type Webhook struct {
+	URL string `json:"url"`
+	// Headers are sent as given, as the Doshii dialect lets clients ask;
+	// they never override the signature headers.
+	Headers map[string]string `json:"headers,omitempty"`
+	// Dialect names the status document sent: "" (native), "doshii".
+	Dialect string `json:"dialect,omitempty"`
 }
 
 // Normalize fills defaults and validates the spec. It returns a
@@ -129,6 +141,9 @@ func (s *Spec) Normalize() error {
 	}
 	if s.Retention == 0 {
 		s.Retention = Duration(DefaultRetention)
+	}
+	if s.Webhook != nil && (s.Webhook.URL == "" || len(s.Webhook.URL) > 2048 || len(s.Webhook.Headers) > 50) {
+		return &ValidationError{Field: "callbackUrl", Reason: "must be a URL of at most 2048 characters (with at most 50 headers)"}
 	}
 	if s.Retention < Duration(time.Minute) || s.Retention > Duration(MaxRetention) {
 		return &ValidationError{Field: "retention", Reason: fmt.Sprintf("must be between 1m and %s", MaxRetention)}

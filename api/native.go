@@ -71,11 +71,15 @@ func (c createRequest) spec() (exportd.Spec, error) {
 		return exportd.Spec{}, &apiError{code: codeInvalidRequest, field: "locations", detail: "at most 1000 locations"}
 	}
 	// The engine fills the ids and validates the rest.
-	return exportd.Spec{
+	s := exportd.Spec{
 		MerchantID: c.MerchantID, Dataset: c.Dataset,
 		Start: start, End: end, Formats: c.Formats, MaxRowsPerFile: c.MaxRowsPerFile,
-		Locations: c.Locations, CallbackURL: c.CallbackURL, Retention: c.Retention,
-	}, nil
+		Locations: c.Locations, Retention: c.Retention,
+	}
+	if c.CallbackURL != "" {
+		s.Webhook = &exportd.Webhook{URL: c.CallbackURL}
+	}
+	return s, nil
 }
 
 func parseTime(field, v string) (time.Time, error) {
