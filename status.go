@@ -69,6 +69,8 @@ type State struct {
 	Spec           Spec       `json:"spec"`
 	Phase          Phase      `json:"phase"`
 	Progress       Progress   `json:"progress"`
+	// QueuePosition counts the exports ahead of a QUEUED one.
+	QueuePosition *int `json:"queuePosition,omitempty"`
 	Tally          *Tally     `json:"tally,omitempty"`
 	Rows           int64      `json:"rows"`
 	Files          int        `json:"files"`

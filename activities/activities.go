@@ -38,6 +38,9 @@ type Activities struct {
 	// ProgressEvery is how often the Export activity reports rows read
 	// between part commits; zero means two seconds.
 	ProgressEvery time.Duration
+	// Queue admits exports within Limits; nil admits every export at once.
+	Queue  Queue
+	Limits postgres.Limits
 }
 
 // Plan counts the rows an export will write.

@@ -270,6 +270,7 @@ type exportDoc struct {
 	Formats        []exportd.Format  `json:"formats"`
 	Status         string            `json:"status"`
 	Progress       progressDoc       `json:"progress"`
+	QueuePosition  *int              `json:"queuePosition,omitempty"`
 	CreatedAt      time.Time         `json:"createdAt"`
 	StartedAt      *time.Time        `json:"startedAt,omitempty"`
 	CompletedAt    *time.Time        `json:"completedAt,omitempty"`
@@ -306,7 +307,8 @@ func (h *handlers) document(r *http.Request, s exportd.State, m *exportd.Manifes
 		Progress:  progressDoc{Percent: round1(s.Progress.Percent()), Rows: s.Progress.Rows, Total: s.Progress.Total},
 		CreatedAt: s.CreatedAt, StartedAt: s.StartedAt, CompletedAt: s.CompletedAt,
 		AvailableUntil: s.AvailableUntil, Tally: s.Tally, Error: s.Error,
-		Links: map[string]string{"self": base},
+		QueuePosition: s.QueuePosition,
+		Links:         map[string]string{"self": base},
 	}
 	if s.Phase == exportd.PhaseReady {
 		d.Links["manifest"] = base + "/manifest"

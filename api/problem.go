@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -37,6 +38,8 @@ const (
 	codeIdempotency      = "idempotency_key_reused"
 	codeTooLarge         = "request_too_large"
 	codeUnavailable      = "unavailable"
+	codeTooMany          = "too_many_exports"
+	codeOutsideHours     = "outside_service_hours"
 	codeInternal         = exportd.CodeInternal
 )
 
@@ -53,6 +56,8 @@ var problems = map[string]struct {
 	codeIdempotency:      {http.StatusUnprocessableEntity, "Idempotency-Key reused with a different request"},
 	codeTooLarge:         {http.StatusRequestEntityTooLarge, "Request body too large"},
 	codeUnavailable:      {http.StatusServiceUnavailable, "Service unavailable"},
+	codeTooMany:          {http.StatusTooManyRequests, "Too many exports waiting"},
+	codeOutsideHours:     {http.StatusServiceUnavailable, "Outside service hours"},
 	codeInternal:         {http.StatusInternalServerError, "Internal error"},
 }
 
@@ -81,7 +86,15 @@ func (h *handlers) writeProblem(w http.ResponseWriter, r *http.Request, err erro
 	if !errors.As(err, &ae) {
 		var ve *exportd.ValidationError
 		var mbe *http.MaxBytesError
+		var le *exports.LimitError
+		var he *exports.ServiceHoursError
 		switch {
+		case errors.As(err, &le):
+			w.Header().Set("Retry-After", retryAfter(le.RetryAfter))
+			ae = errorf(codeTooMany, "%s", le.Error())
+		case errors.As(err, &he):
+			w.Header().Set("Retry-After", retryAfter(he.RetryAfter))
+			ae = errorf(codeOutsideHours, "new exports are accepted during service hours only: %s", he.Hours)
 		case errors.Is(err, exports.ErrNotFound):
 			ae = errorf(codeNotFound, "%s", notFoundDetail(r, err))
 		case errors.Is(err, exports.ErrNotReady):
@@ -105,7 +118,7 @@ func (h *handlers) writeProblem(w http.ResponseWriter, r *http.Request, err erro
 	if !ok {
 		p = problems[codeInternal]
 	}
-	if ae.code == codeUnavailable {
+	if ae.code == codeUnavailable && w.Header().Get("Retry-After") == "" {
 		w.Header().Set("Retry-After", "5")
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
@@ -115,6 +128,11 @@ func (h *handlers) writeProblem(w http.ResponseWriter, r *http.Request, err erro
 		Type: problemType(ae.code), Title: p.title, Status: p.status, Detail: ae.detail,
 		Instance: r.URL.Path, Code: ae.code, Field: ae.field, RequestID: requestID(r),
 	})
+}
+
+// retryAfter formats a Retry-After header in whole seconds, at least 1.
+func retryAfter(d time.Duration) string {
+	return strconv.Itoa(max(1, int(d.Round(time.Second)/time.Second)))
 }
 
 // notFoundDetail names what was not found without saying whether it

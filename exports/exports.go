@@ -46,6 +46,16 @@ type Access interface {
 	AppByClientID(ctx context.Context, clientID string) (postgres.AppCredentials, error)
 	// VerifyClientSecret checks a client id and secret in constant time.
 	VerifyClientSecret(ctx context.Context, clientID, secret string) (postgres.App, error)
+	// InstalledMerchants lists the merchants that installed an app, by id,
+	// for dialects whose clients never name a merchant (an Elastic Path
+	// store is one merchant).
+	InstalledMerchants(ctx context.Context, appID string) ([]string, error)
+	// AppByID returns an app with its client secret in the clear, for
+	// dialects whose credentials name the app rather than the client.
+	AppByID(ctx context.Context, appID string) (postgres.AppCredentials, error)
+	// LocationsByClassifier lists a merchant's locations with any of the
+	// classifiers, for dialects that filter locations by kind.
+	LocationsByClassifier(ctx context.Context, merchantID string, classifiers []string) ([]string, error)
 }
 
 // Service is the export engine.
@@ -57,6 +67,21 @@ type Service struct {
 	Signer *Signer
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Queue is the admission queue; nil admits without limits.
+	Queue Queue
+	// QueueLimit refuses new exports while this many wait; 0 means none.
+	QueueLimit int
+	// Hours are the service hours; the zero value is always open.
+	Hours Hours
+}
+
+// Queue is the admission queue as the API sees it; *postgres.Queue
+// implements it.
+type Queue interface {
+	Enqueue(ctx context.Context, exportID, merchantID string, at time.Time) error
+	Release(ctx context.Context, exportID string, l postgres.Limits) ([]string, error)
+	Waiting(ctx context.Context) (int, error)
+	Position(ctx context.Context, exportID string) (int, error)
 }
 
 func (s *Service) now() time.Time {
@@ -85,7 +110,17 @@ func (s *Service) Create(ctx context.Context, app postgres.App, spec exportd.Spe
 	if err := s.checkMerchant(ctx, app.ID, spec.MerchantID); err != nil {
 		return exportd.State{}, false, err
 	}
+	now := s.now()
+	if !s.Hours.Open(now) {
+		return exportd.State{}, false, &ServiceHoursError{Hours: s.Hours.String(), RetryAfter: s.Hours.Until(now)}
+	}
+	if err := s.admit(ctx, spec, now); err != nil {
+		return exportd.State{}, false, err
+	}
 	state, err = starter.Start(ctx, s.Temporal, spec)
+	if err != nil && !errors.Is(err, starter.ErrExists) && s.Queue != nil {
+		_, _ = s.Queue.Release(ctx, spec.ExportID, postgres.Limits{})
+	}
 	if errors.Is(err, starter.ErrExists) {
 		prev, err := starter.Describe(ctx, s.Temporal, spec.ExportID)
 		if err != nil {
@@ -100,6 +135,25 @@ func (s *Service) Create(ctx context.Context, app postgres.App, spec exportd.Spe
 		return exportd.State{}, false, err
 	}
 	return state, true, nil
+}
+
+// admit refuses a new export when the queue is full, and otherwise puts it
+// in the queue before its workflow starts, so its position is known from
+// the first status read.
+func (s *Service) admit(ctx context.Context, spec exportd.Spec, now time.Time) error {
+	if s.Queue == nil {
+		return nil
+	}
+	if s.QueueLimit > 0 {
+		n, err := s.Queue.Waiting(ctx)
+		if err != nil {
+			return err
+		}
+		if n >= s.QueueLimit {
+			return &LimitError{Reason: fmt.Sprintf("%d exports are already waiting to run", n), RetryAfter: 30 * time.Second}
+		}
+	}
+	return s.Queue.Enqueue(ctx, spec.ExportID, spec.MerchantID, now)
 }
 
 // SameRequest compares what a client asked for, not server-side fields.
@@ -153,6 +207,13 @@ func (s *Service) Get(ctx context.Context, app postgres.App, id string) (exportd
 	}
 	if !s.visible(ctx, app, st) {
 		return exportd.State{}, ErrNotFound
+	}
+	if st.Phase == exportd.PhaseQueued && s.Queue != nil {
+		// Fresher than the memo, which changes only when the workflow
+		// next tries for a slot.
+		if pos, err := s.Queue.Position(ctx, id); err == nil && pos >= 0 {
+			st.QueuePosition = &pos
+		}
 	}
 	return st, nil
 }

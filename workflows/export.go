@@ -88,12 +88,18 @@ func ExportWorkflow(ctx workflow.Context, in ExportInput) (ExportResult, error) 
 // run is the state of one workflow execution.
 type run struct {
 	state exportd.State
+	// queued is set once the export entered the admission queue; it then
+	// must release its place or slot however it ends.
+	queued bool
 }
 
 // export plans, writes and finalizes the files, ending in READY.
 func (r *run) export(ctx workflow.Context) error {
 	var a *activities.Activities
 	spec := r.state.Spec
+	if err := r.admit(ctx); err != nil {
+		return err
+	}
 
 	short := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: 5 * time.Minute,
@@ -136,6 +142,7 @@ func (r *run) export(ctx workflow.Context) error {
 		return err
 	}
 
+	r.release(ctx)
 	done := workflow.Now(ctx).UTC()
 	until := done.Add(time.Duration(spec.Retention))
 	tally := fin.Tally
@@ -149,6 +156,80 @@ func (r *run) export(ctx workflow.Context) error {
 		return err
 	}
 	return nil
+}
+
+// admissionVersion gates the admission queue, so executions recorded
+// before it existed replay without it.
+const admissionVersion = "admission-queue"
+
+// admit waits QUEUED until the admission queue gives the export a running
+// slot. Between tries it sleeps on a timer, woken early by the slot-free
+// signal a finishing export sends to the next in line.
+func (r *run) admit(ctx workflow.Context) error {
+	if workflow.GetVersion(ctx, admissionVersion, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+		return nil
+	}
+	var a *activities.Activities
+	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: 30 * time.Second,
+		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: 30 * time.Second},
+	})
+	wake := workflow.GetSignalChannel(ctx, SignalSlotFree)
+	r.queued = true
+	backoff := time.Second
+	for {
+		var res activities.AcquireResult
+		in := activities.AcquireInput{ExportID: r.state.Spec.ExportID, MerchantID: r.state.Spec.MerchantID, EnqueuedAt: r.state.CreatedAt}
+		if err := workflow.ExecuteActivity(actx, a.Acquire, in).Get(ctx, &res); err != nil {
+			return err
+		}
+		if res.Acquired {
+			r.state.QueuePosition = nil
+			return nil
+		}
+		if r.state.QueuePosition == nil || *r.state.QueuePosition != res.Position {
+			pos := res.Position
+			r.state.QueuePosition = &pos
+			if err := r.publish(ctx, exportd.PhaseQueued); err != nil {
+				return err
+			}
+		}
+		timerCtx, stopTimer := workflow.WithCancel(ctx)
+		sel := workflow.NewSelector(ctx)
+		sel.AddFuture(workflow.NewTimer(timerCtx, backoff), func(workflow.Future) {})
+		sel.AddReceive(wake, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, nil) })
+		sel.Select(ctx)
+		stopTimer()
+		if err := ctx.Err(); err != nil {
+			return temporal.NewCanceledError()
+		}
+		backoff = min(2*backoff, 30*time.Second)
+	}
+}
+
+// release gives back the export's slot or queue place and wakes the
+// exports that may run now. It runs on a disconnected context so that it
+// also runs after cancellation, and never fails the export.
+func (r *run) release(ctx workflow.Context) {
+	if !r.queued {
+		return
+	}
+	r.queued = false
+	var a *activities.Activities
+	dctx, _ := workflow.NewDisconnectedContext(ctx)
+	dctx = workflow.WithActivityOptions(dctx, workflow.ActivityOptions{
+		StartToCloseTimeout: 30 * time.Second,
+		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: 30 * time.Second, MaximumAttempts: 20},
+	})
+	var res activities.ReleaseResult
+	if err := workflow.ExecuteActivity(dctx, a.Release, activities.ReleaseInput{ExportID: r.state.Spec.ExportID}).Get(dctx, &res); err != nil {
+		workflow.GetLogger(ctx).Error("releasing the export slot failed; its lease will expire", "error", err)
+		return
+	}
+	for _, id := range res.Next {
+		// Best effort: a missed wake-up costs the waiter one timer period.
+		_ = workflow.SignalExternalWorkflow(dctx, WorkflowID(id), "", SignalSlotFree, nil).Get(dctx, nil)
+	}
 }
 
 // keep holds the files until availableUntil, which the extend signal can
@@ -204,6 +285,7 @@ func (r *run) purge(ctx workflow.Context) error {
 // export canceled while READY has had its files and ends EXPIRED.
 func (r *run) cancel(ctx workflow.Context) (ExportResult, error) {
 	dctx, _ := workflow.NewDisconnectedContext(ctx)
+	r.release(ctx)
 	if err := r.purge(ctx); err != nil {
 		workflow.GetLogger(ctx).Error("purge after cancel failed", "error", err)
 	}
@@ -226,6 +308,7 @@ func (r *run) cancel(ctx workflow.Context) (ExportResult, error) {
 // and fails the workflow with the original error.
 func (r *run) fail(ctx workflow.Context, err error) (ExportResult, error) {
 	r.state.Error = failureOf(err)
+	r.release(ctx)
 	if r.state.Spec.ExportID != "" && r.state.Error.Code != exportd.CodeInvalidRequest {
 		if perr := r.purge(ctx); perr != nil {
 			workflow.GetLogger(ctx).Error("purge after failure failed", "error", perr)

@@ -37,6 +37,9 @@ func newEnv(t *testing.T) *testsuite.TestWorkflowEnvironment {
 	var s testsuite.WorkflowTestSuite
 	env := s.NewTestWorkflowEnvironment()
 	worker.Register(env, a)
+	// Admission is immediate unless a test says otherwise.
+	env.OnActivity(a.Acquire, mock.Anything, mock.Anything).Return(activities.AcquireResult{Acquired: true}, nil).Maybe()
+	env.OnActivity(a.Release, mock.Anything, mock.Anything).Return(activities.ReleaseResult{}, nil).Maybe()
 	return env
 }
 
@@ -238,4 +241,50 @@ func TestExportWorkflowIDFromWorkflowID(t *testing.T) {
 
 func startOptions(id string) client.StartWorkflowOptions {
 	return client.StartWorkflowOptions{ID: id, TaskQueue: workflows.TaskQueue}
+}
+
+// TestExportWorkflowWaitsQueued checks admission: while the queue refuses,
+// the export stays QUEUED with its position published; a slot-free signal
+// wakes it before its timer; the slot is released once the files are
+// written, and the exports the queue names next are woken.
+func TestExportWorkflowWaitsQueued(t *testing.T) {
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestWorkflowEnvironment()
+	worker.Register(env, a)
+	tries := 0
+	env.OnActivity(a.Acquire, mock.Anything, mock.MatchedBy(func(in activities.AcquireInput) bool {
+		return in.ExportID == "exp1" && in.MerchantID == "M1"
+	})).Return(func(context.Context, activities.AcquireInput) (activities.AcquireResult, error) {
+		tries++
+		switch tries {
+		case 1:
+			return activities.AcquireResult{Position: 3}, nil
+		case 2:
+			return activities.AcquireResult{Position: 1}, nil
+		}
+		return activities.AcquireResult{Acquired: true}, nil
+	})
+	env.OnActivity(a.Release, mock.Anything, activities.ReleaseInput{ExportID: "exp1"}).Return(activities.ReleaseResult{Next: []string{"exp2"}}, nil).Once()
+	env.OnActivity(a.Plan, mock.Anything, mock.Anything).Return(activities.PlanResult{Total: 1}, nil)
+	env.OnActivity(a.Export, mock.Anything, mock.Anything).Return(exportResult(1), nil)
+	env.OnActivity(a.Finalize, mock.Anything, mock.Anything).Return(activities.FinalizeResult{}, nil)
+	env.OnActivity(a.Purge, mock.Anything, mock.Anything).Return(activities.PurgeResult{Purged: true}, nil)
+	env.OnSignalExternalWorkflow("default-test-namespace", "export-exp2", "", workflows.SignalSlotFree, nil).Return(nil).Once()
+
+	var waiting exportd.State
+	env.RegisterDelayedCallback(func() { waiting = queryState(t, env) }, 1500*time.Millisecond)
+	// The second wait would last 2s; the signal ends it early.
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(workflows.SignalSlotFree, nil) }, 1500*time.Millisecond)
+	var running exportd.State
+	env.RegisterDelayedCallback(func() { running = queryState(t, env) }, 2*time.Second)
+
+	env.ExecuteWorkflow(workflows.WorkflowName, testInput())
+	require.NoError(t, env.GetWorkflowError())
+	require.Equal(t, exportd.PhaseQueued, waiting.Phase)
+	require.NotNil(t, waiting.QueuePosition)
+	require.Equal(t, 1, *waiting.QueuePosition)
+	require.Equal(t, 3, tries)
+	require.Equal(t, exportd.PhaseReady, running.Phase, "woken by the signal at 1.5s, not by its 2s timer")
+	require.Nil(t, running.QueuePosition)
+	env.AssertExpectations(t)
 }

@@ -17,6 +17,9 @@ const (
 	QueryStatus = "status"
 	// SignalExtend moves availableUntil; its argument is an ExtendSignal.
 	SignalExtend = "extend"
+	// SignalSlotFree wakes a queued export when a running one releases its
+	// slot; it carries nothing.
+	SignalSlotFree = "slot-free"
 	// MemoState is the memo field holding the export's exportd.State, read
 	// by the API through DescribeWorkflowExecution without a worker.
 	MemoState = "state"

@@ -74,7 +74,9 @@ func runWorker(ctx context.Context, args []string, env func(string) string, stdo
 	fs := newFlags("worker", stderr)
 	var c conn
 	c.register(fs, true, true)
-	maxExports := fs.Int("max-concurrent-exports", 2, "export activities this worker runs at once")
+	maxExports := fs.Int("max-concurrent-exports", 4, "activities this worker runs at once")
+	var lim limitFlags
+	lim.register(fs)
 	fs.Usage = usage(fs, workerSummary)
 	if err := parse(fs, args, env); err != nil {
 		return err
@@ -98,7 +100,8 @@ func runWorker(ctx context.Context, args []string, env func(string) string, stdo
 		return err
 	}
 	defer cl.Close()
-	w := worker.New(cl, &activities.Activities{Source: &postgres.Source{Pool: pool}, Store: store, Logger: log},
+	w := worker.New(cl, &activities.Activities{Source: &postgres.Source{Pool: pool}, Store: store, Logger: log,
+		Queue: &postgres.Queue{Pool: pool}, Limits: lim.limits()},
 		worker.Options{MaxConcurrentExports: *maxExports})
 	log.Info("worker running", "task_queue", "exports", "temporal", c.temporal)
 	return w.Run(interruptOn(ctx))
@@ -120,6 +123,8 @@ func runAPI(ctx context.Context, args []string, env func(string) string, stdout,
 	c.register(fs, true, true)
 	addr := fs.String("api-addr", ":8080", "address the HTTP API listens on")
 	publicURL := fs.String("public-url", "", "externally visible base URL for links (default: from each request's Host)")
+	var adm admissionFlags
+	adm.register(fs)
 	fs.Usage = usage(fs, apiSummary)
 	if err := parse(fs, args, env); err != nil {
 		return err
@@ -152,18 +157,50 @@ func runAPI(ctx context.Context, args []string, env func(string) string, stdout,
 		return err
 	}
 	access := &postgres.Access{Pool: pool, Sealer: sealer}
+	hours, err := exports.ParseHours(adm.serviceHours)
+	if err != nil {
+		return err
+	}
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
 		return fmt.Errorf("error listening on %s: %w", *addr, err)
 	}
 	srv := newServer(api.Config{
 		Service: &exports.Service{Temporal: cl, Access: access, Store: store,
-			Signer: &exports.Signer{Key: exports.DeriveKey(key, "signed download URLs")}},
+			Signer: &exports.Signer{Key: exports.DeriveKey(key, "signed download URLs")},
+			Queue:  &postgres.Queue{Pool: pool}, QueueLimit: adm.queueLimit, Hours: hours},
 		Logger: log, PublicURL: *publicURL,
 		Ready: func(ctx context.Context) error { return ready(ctx, pool, cl) },
 	})
 	log.Info("API listening", "addr", ln.Addr().String())
 	return serve(ctx, srv, ln)
+}
+
+// limitFlags cap running exports; workers enforce them.
+type limitFlags struct {
+	global, perMerchant int
+}
+
+func (l *limitFlags) register(fs *flag.FlagSet) {
+	fs.IntVar(&l.global, "max-running-exports", 4, "exports running at once across all workers (0: no cap); set to workers x --max-concurrent-exports")
+	fs.IntVar(&l.perMerchant, "max-running-per-merchant", 2, "exports of one merchant running at once (0: no cap)")
+}
+
+func (l *limitFlags) limits() postgres.Limits {
+	// A slot outlives the Export activity's own 24 h limit before it is
+	// taken back from an export that ended without releasing it.
+	return postgres.Limits{Global: l.global, PerMerchant: l.perMerchant, Lease: 25 * time.Hour}
+}
+
+// admissionFlags are the API's refusals: queue limit and service hours.
+type admissionFlags struct {
+	queueLimit   int
+	serviceHours string
+}
+
+func (a *admissionFlags) register(fs *flag.FlagSet) {
+	fs.IntVar(&a.queueLimit, "queue-limit", 1000, "refuse new exports (429, Retry-After) while this many wait (0: no limit)")
+	fs.StringVar(&a.serviceHours, "service-hours", "", `accept new exports only in these UTC weekday windows, e.g. "Mon-Fri 08:00-18:00; Sat 10:00-14:00" (empty: always)`)
 }
 
 // newServer wraps the API with the server's own timeouts, so a slow

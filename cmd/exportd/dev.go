@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/exportd/exportd/exports"
 )
 
 func runDev(ctx context.Context, args []string, env func(string) string, stdout, stderr io.Writer) error {
@@ -20,6 +22,10 @@ func runDev(ctx context.Context, args []string, env func(string) string, stdout,
 	fs.IntVar(&cfg.SeedOrders, "seed-orders", 20_000, "orders generated for the first demo merchant on the first run")
 	fs.BoolVar(&cfg.Worker, "worker", true, "run the worker in this process (false: start `exportd worker` with dev.json's env)")
 	fs.StringVar(&cfg.TemporalBin, "temporal-bin", "", "Temporal CLI binary (default: .tools/bin/temporal, then PATH)")
+	var lim limitFlags
+	lim.register(fs)
+	var adm admissionFlags
+	adm.register(fs)
 	demo := fs.Bool("demo", false, "once ready, run one export through the HTTP API and show it step by step")
 	fs.Usage = usage(fs, devSummary)
 	if err := parse(fs, args, env); err != nil {
@@ -47,6 +53,10 @@ func runDev(ctx context.Context, args []string, env func(string) string, stdout,
 	log := slog.New(slog.NewMultiHandler(toFile, toTerminal))
 	cfg.Logger = log
 	cfg.ToolsDir = toolsDir()
+	cfg.Limits, cfg.QueueLimit = lim.limits(), adm.queueLimit
+	if cfg.Hours, err = exports.ParseHours(adm.serviceHours); err != nil {
+		return err
+	}
 
 	stack := &Stack{Config: cfg}
 	defer func() {

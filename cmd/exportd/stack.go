@@ -52,6 +52,10 @@ type StackConfig struct {
 	Logger *slog.Logger
 	// NoSync runs PostgreSQL without fsync, for tests.
 	NoSync bool
+	// Limits cap running exports; QueueLimit and Hours refuse new ones.
+	Limits     postgres.Limits
+	QueueLimit int
+	Hours      exports.Hours
 }
 
 // Stack is PostgreSQL, the Temporal dev server, the worker and the API in
@@ -154,7 +158,8 @@ func (s *Stack) Start(ctx context.Context) error {
 	if cfg.Worker {
 		s.worker = worker.New(s.Client, &activities.Activities{
 			Source: &postgres.Source{Pool: s.Pool}, Store: s.Store, Logger: log,
-		}, worker.Options{})
+			Queue: &postgres.Queue{Pool: s.Pool}, Limits: cfg.Limits,
+		}, worker.Options{MaxConcurrentExports: cfg.Limits.Global + 2})
 		if err := s.worker.Start(); err != nil {
 			return fmt.Errorf("error starting worker: %w", err)
 		}
@@ -171,7 +176,8 @@ func (s *Stack) Start(ctx context.Context) error {
 	apiURL := "http://" + ln.Addr().String()
 	s.server = newServer(api.Config{
 		Service: &exports.Service{Temporal: s.Client, Access: access, Store: s.Store,
-			Signer: &exports.Signer{Key: exports.DeriveKey(masterKey, "signed download URLs")}},
+			Signer: &exports.Signer{Key: exports.DeriveKey(masterKey, "signed download URLs")},
+			Queue:  &postgres.Queue{Pool: s.Pool}, QueueLimit: cfg.QueueLimit, Hours: cfg.Hours},
 		Logger: log, PublicURL: apiURL,
 		Ready: func(ctx context.Context) error { return ready(ctx, s.Pool, s.Client) },
 	})
