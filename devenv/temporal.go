@@ -195,6 +195,11 @@ func (t *Temporal) args(dataDir string, p temporalPorts) []string {
 		"--metrics-port", strconv.Itoa(p.Metrics),
 		"--namespace", TemporalNamespace,
 		"--log-level", "warn",
+		// WAL with synchronous=NORMAL survives a killed server (the fault
+		// tests kill it) and skips an fsync per history event, which on a
+		// slow disk costs about a second per workflow step.
+		"--sqlite-pragma", "journal_mode=wal",
+		"--sqlite-pragma", "synchronous=normal",
 	}
 	for _, name := range t.searchAttributes() {
 		args = append(args, "--search-attribute", name+"=Keyword")

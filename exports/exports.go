@@ -78,7 +78,7 @@ type Service struct {
 // Queue is the admission queue as the API sees it; *postgres.Queue
 // implements it.
 type Queue interface {
-	Enqueue(ctx context.Context, exportID, merchantID string, at time.Time) error
+	Enqueue(ctx context.Context, exportID, merchantID string, at time.Time, limit int) (bool, int, error)
 	Release(ctx context.Context, exportID string, l postgres.Limits) ([]string, error)
 	Waiting(ctx context.Context) (int, error)
 	Position(ctx context.Context, exportID string) (int, error)
@@ -144,16 +144,14 @@ func (s *Service) admit(ctx context.Context, spec exportd.Spec, now time.Time) e
 	if s.Queue == nil {
 		return nil
 	}
-	if s.QueueLimit > 0 {
-		n, err := s.Queue.Waiting(ctx)
-		if err != nil {
-			return err
-		}
-		if n >= s.QueueLimit {
-			return &LimitError{Reason: fmt.Sprintf("%d exports are already waiting to run", n), RetryAfter: 30 * time.Second}
-		}
+	ok, waiting, err := s.Queue.Enqueue(ctx, spec.ExportID, spec.MerchantID, now, s.QueueLimit)
+	if err != nil {
+		return err
 	}
-	return s.Queue.Enqueue(ctx, spec.ExportID, spec.MerchantID, now)
+	if !ok {
+		return &LimitError{Reason: fmt.Sprintf("%d exports are already waiting to run", waiting), RetryAfter: 30 * time.Second}
+	}
+	return nil
 }
 
 // SameRequest compares what a client asked for, not server-side fields.

@@ -31,15 +31,38 @@ type Queue struct {
 // queueLock is the advisory lock key serialising admission decisions.
 const queueLock = 0x6578706f7274 // "export"
 
-// Enqueue records an export waiting to run; enqueueing it again is a
-// no-op, so retries and idempotent requests are safe.
-func (q *Queue) Enqueue(ctx context.Context, exportID, merchantID string, at time.Time) error {
-	_, err := q.Pool.Exec(ctx, `INSERT INTO export_queue (export_id, merchant_id, enqueued_at) VALUES ($1, $2, $3)
-		ON CONFLICT (export_id) DO NOTHING`, exportID, merchantID, at)
+// Enqueue records an export waiting to run, unless limit (when positive)
+// exports are already waiting: then it returns false and how many wait.
+// The count and the insert happen under the queue lock, so concurrent
+// submissions cannot overshoot the limit. Enqueueing an export again is
+// accepted and changes nothing, so retries and idempotent requests are
+// safe.
+func (q *Queue) Enqueue(ctx context.Context, exportID, merchantID string, at time.Time, limit int) (bool, int, error) {
+	ok, waiting := false, 0
+	err := pgx.BeginFunc(ctx, q.Pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", queueLock); err != nil {
+			return err
+		}
+		var exists bool
+		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM export_queue WHERE export_id = $1),
+				(SELECT count(*) FROM export_queue WHERE acquired_at IS NULL)`, exportID).Scan(&exists, &waiting); err != nil {
+			return err
+		}
+		if exists {
+			ok = true
+			return nil
+		}
+		if limit > 0 && waiting >= limit {
+			return nil
+		}
+		ok = true
+		_, err := tx.Exec(ctx, "INSERT INTO export_queue (export_id, merchant_id, enqueued_at) VALUES ($1, $2, $3)", exportID, merchantID, at)
+		return err
+	})
 	if err != nil {
-		return fmt.Errorf("error enqueueing export: %w", err)
+		return false, 0, fmt.Errorf("error enqueueing export: %w", err)
 	}
-	return nil
+	return ok, waiting, nil
 }
 
 // Waiting counts the exports waiting for a slot.

@@ -20,7 +20,9 @@ func TestQueueAdmitsWithinCapsInOrder(t *testing.T) {
 	// a1 a2 a3 of merchant A, then b1 b2 of merchant B.
 	ids := []struct{ id, merchant string }{{"a1", "A"}, {"a2", "A"}, {"a3", "A"}, {"b1", "B"}, {"b2", "B"}}
 	for i, e := range ids {
-		require.NoError(t, q.Enqueue(ctx, e.id, e.merchant, t0.Add(time.Duration(i)*time.Second)))
+		ok, _, err := q.Enqueue(ctx, e.id, e.merchant, t0.Add(time.Duration(i)*time.Second), 0)
+		require.NoError(t, err)
+		require.True(t, ok)
 	}
 	n, err := q.Waiting(ctx)
 	require.NoError(t, err)
@@ -90,4 +92,35 @@ func TestQueueConcurrentTriesNeverExceedCaps(t *testing.T) {
 	require.NoError(t, q.Pool.QueryRow(ctx, "SELECT count(*) FROM export_queue WHERE acquired_at IS NOT NULL").Scan(&held))
 	require.LessOrEqual(t, held, 4)
 	require.LessOrEqual(t, maxPer, 2)
+}
+
+func TestQueueLimitHoldsUnderConcurrentSubmits(t *testing.T) {
+	ctx := context.Background()
+	q := &postgres.Queue{Pool: pgtest.New(t)}
+	results := make(chan bool, 50)
+	for i := 0; i < 50; i++ {
+		go func(i int) {
+			ok, _, err := q.Enqueue(ctx, fmt.Sprintf("s%02d", i), "M", time.Now(), 20)
+			require.NoError(t, err)
+			results <- ok
+		}(i)
+	}
+	admitted := 0
+	for i := 0; i < 50; i++ {
+		if <-results {
+			admitted++
+		}
+	}
+	require.Equal(t, 20, admitted)
+	ok, waiting, err := q.Enqueue(ctx, "s00", "M", time.Now(), 20)
+	require.NoError(t, err)
+	require.Equal(t, 20, waiting)
+	require.Equal(t, isAdmitted(t, q, "s00"), ok, "re-enqueueing an admitted export is accepted, a refused one is not")
+}
+
+func isAdmitted(t *testing.T, q *postgres.Queue, id string) bool {
+	t.Helper()
+	pos, err := q.Position(context.Background(), id)
+	require.NoError(t, err)
+	return pos >= 0
 }
