@@ -19,6 +19,7 @@ import (
 	"github.com/exportd/exportd/activities"
 	"github.com/exportd/exportd/api"
 	"github.com/exportd/exportd/blob"
+	s3blob "github.com/exportd/exportd/blob/s3"
 	"github.com/exportd/exportd/exports"
 	"github.com/exportd/exportd/postgres"
 	"github.com/exportd/exportd/worker"
@@ -30,7 +31,9 @@ type conn struct {
 	databaseURL string
 	temporal    string
 	namespace   string
+	blobBackend string
 	blobDir     string
+	s3          s3blob.Config
 	masterKey   string
 }
 
@@ -42,7 +45,15 @@ func (c *conn) register(fs *flag.FlagSet, temporal, blobs bool) {
 		fs.StringVar(&c.namespace, "temporal-namespace", "default", "Temporal namespace")
 	}
 	if blobs {
-		fs.StringVar(&c.blobDir, "blob-dir", "./exports", "directory where result files are stored")
+		fs.StringVar(&c.blobBackend, "blob-backend", "local", "where result files are stored: local (--blob-dir) or s3 (--s3-*)")
+		fs.StringVar(&c.blobDir, "blob-dir", "./exports", "directory where result files are stored (local backend)")
+		fs.StringVar(&c.s3.Endpoint, "s3-endpoint", "s3.amazonaws.com", "S3-compatible endpoint, host[:port] without scheme")
+		fs.StringVar(&c.s3.Bucket, "s3-bucket", "exports", "bucket for result files")
+		fs.StringVar(&c.s3.AccessKey, "s3-access-key", "", "S3 access key")
+		fs.StringVar(&c.s3.SecretKey, "s3-secret-key", "", "S3 secret key")
+		fs.StringVar(&c.s3.Region, "s3-region", "us-east-1", "S3 region")
+		fs.BoolVar(&c.s3.UseSSL, "s3-use-ssl", true, "use HTTPS to reach the S3 endpoint")
+		fs.StringVar(&c.s3.Prefix, "s3-prefix", "", "key prefix inside the bucket")
 		fs.StringVar(&c.masterKey, "master-key", "", "hex-encoded 32-byte key that encrypts app client secrets")
 	}
 }
@@ -60,6 +71,25 @@ func (c *conn) client(log *slog.Logger) (client.Client, error) {
 		return nil, fmt.Errorf("error connecting to Temporal at %s: %w", c.temporal, err)
 	}
 	return cl, nil
+}
+
+// store opens the configured blob store; close releases it.
+func (c *conn) store(ctx context.Context) (st blob.Store, close func(), err error) {
+	switch c.blobBackend {
+	case "local":
+		l, err := blob.NewLocal(c.blobDir)
+		if err != nil {
+			return nil, nil, err
+		}
+		return l, func() { l.Close() }, nil
+	case "s3":
+		s, err := s3blob.New(ctx, c.s3)
+		if err != nil {
+			return nil, nil, err
+		}
+		return s, func() {}, nil
+	}
+	return nil, nil, fmt.Errorf("--blob-backend must be local or s3, not %q", c.blobBackend)
 }
 
 func (c *conn) key() ([]byte, error) {
@@ -90,11 +120,11 @@ func runWorker(ctx context.Context, args []string, env func(string) string, stdo
 		return err
 	}
 	defer pool.Close()
-	store, err := blob.NewLocal(c.blobDir)
+	store, closeStore, err := c.store(ctx)
 	if err != nil {
 		return err
 	}
-	defer store.Close()
+	defer closeStore()
 	cl, err := c.client(log)
 	if err != nil {
 		return err
@@ -142,11 +172,11 @@ func runAPI(ctx context.Context, args []string, env func(string) string, stdout,
 		return err
 	}
 	defer pool.Close()
-	store, err := blob.NewLocal(c.blobDir)
+	store, closeStore, err := c.store(ctx)
 	if err != nil {
 		return err
 	}
-	defer store.Close()
+	defer closeStore()
 	cl, err := c.client(log)
 	if err != nil {
 		return err
@@ -169,7 +199,7 @@ func runAPI(ctx context.Context, args []string, env func(string) string, stdout,
 		Service: &exports.Service{Temporal: cl, Access: access, Store: store,
 			Signer: &exports.Signer{Key: exports.DeriveKey(key, "signed download URLs")},
 			Queue:  &postgres.Queue{Pool: pool}, QueueLimit: adm.queueLimit, Hours: hours},
-		Logger: log, PublicURL: *publicURL,
+		Logger: log, PublicURL: *publicURL, TokenKey: exports.DeriveKey(key, "elastic path access tokens"),
 		Ready: func(ctx context.Context) error { return ready(ctx, pool, cl) },
 	})
 	log.Info("API listening", "addr", ln.Addr().String())
