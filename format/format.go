@@ -10,7 +10,9 @@ import (
 
 	"github.com/exportd/exportd"
 	"github.com/exportd/exportd/format/arrowfile"
+	"github.com/exportd/exportd/format/cloverjson"
 	"github.com/exportd/exportd/format/csvgz"
+	"github.com/exportd/exportd/format/doshiijson"
 	"github.com/exportd/exportd/format/jsonl"
 	"github.com/exportd/exportd/format/parquetfile"
 )
@@ -39,6 +41,10 @@ func New(f exportd.Format, d exportd.Dataset, w io.Writer) (Writer, error) {
 		return jsonl.NewWriter(d, w), nil
 	case exportd.CSV:
 		return csvgz.NewWriter(d, w), nil
+	case exportd.CloverJSON:
+		return cloverjson.NewWriter(d, w), nil
+	case exportd.DoshiiJSON:
+		return doshiijson.NewWriter(d, w), nil
 	}
 	return nil, fmt.Errorf("unknown format %q", f)
 }
