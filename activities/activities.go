@@ -17,6 +17,7 @@ import (
 	"github.com/exportd/exportd"
 	"github.com/exportd/exportd/blob"
 	"github.com/exportd/exportd/postgres"
+	"github.com/exportd/exportd/webhook"
 )
 
 // Source is the PostgreSQL side of an export; *postgres.Source implements
@@ -41,6 +42,11 @@ type Activities struct {
 	// Queue admits exports within Limits; nil admits every export at once.
 	Queue  Queue
 	Limits postgres.Limits
+	// Webhooks delivers, Renderer writes and Secrets signs export
+	// webhooks; without them an export that asks for one fails to notify.
+	Webhooks *webhook.Sender
+	Renderer Renderer
+	Secrets  Secrets
 }
 
 // Plan counts the rows an export will write.

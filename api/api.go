@@ -12,6 +12,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/exportd/exportd/api/clover"
+	"github.com/exportd/exportd/api/doshii"
+	"github.com/exportd/exportd/api/elasticpath"
 	"github.com/exportd/exportd/exports"
 	"github.com/exportd/exportd/postgres"
 )
@@ -30,6 +33,9 @@ type Config struct {
 	MaxBodyBytes int64
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// TokenKey signs the Elastic Path dialect's access tokens; derived
+	// from the master key so that every replica accepts every token.
+	TokenKey []byte
 }
 
 type handlers struct {
@@ -57,6 +63,10 @@ func Router(cfg Config) http.Handler {
 	mux.Handle("/v1/exports/{id}/files/{name}", methods{"GET": h.getFile})
 	mux.Handle("/healthz", methods{"GET": h.healthz})
 	mux.Handle("/readyz", methods{"GET": h.readyz})
+	mux.Handle("/openapi.json", methods{"GET": h.openapi})
+	elasticpath.Routes(mux, elasticpath.Config{Service: cfg.Service, PublicURL: cfg.PublicURL, Logger: h.logger, Now: cfg.Now, TokenKey: cfg.TokenKey})
+	clover.Routes(mux, clover.Config{Service: cfg.Service, PublicURL: cfg.PublicURL, Logger: h.logger})
+	doshii.Routes(mux, doshii.Config{Service: cfg.Service, PublicURL: cfg.PublicURL, Logger: h.logger})
 	mux.Handle("/", handlerFunc(func(w http.ResponseWriter, r *http.Request) error {
 		return errorf(codeNotFound, "no route for %s", r.URL.Path)
 	}))

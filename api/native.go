@@ -300,7 +300,14 @@ type fileDoc struct {
 }
 
 func (h *handlers) document(r *http.Request, s exportd.State, m *exportd.Manifest) exportDoc {
-	base := h.baseURL(r) + "/v1/exports/" + s.Spec.ExportID
+	return documentOf(h.baseURL(r), h.Service.Signer, s, m)
+}
+
+// documentOf builds the native status document; base is the API's
+// absolute URL. The webhook renderer shares it, so a webhook carries what
+// GET returns.
+func documentOf(apiBase string, signer *exports.Signer, s exportd.State, m *exportd.Manifest) exportDoc {
+	base := apiBase + "/v1/exports/" + s.Spec.ExportID
 	d := exportDoc{
 		ID: s.Spec.ExportID, MerchantID: s.Spec.MerchantID, Dataset: s.Spec.Dataset,
 		Start: s.Spec.Start, End: s.Spec.End, Formats: s.Spec.Formats, Status: s.Phase.Status(),
@@ -320,8 +327,8 @@ func (h *handlers) document(r *http.Request, s exportd.State, m *exportd.Manifes
 		d.Files = make([]fileDoc, 0, len(m.Files))
 		for _, f := range m.Files {
 			fd := fileDoc{Name: f.Name, Format: f.Format, Rows: f.Rows, Bytes: f.Bytes, SHA256: f.SHA256, URL: base + "/files/" + f.Name}
-			if h.Service.Signer != nil && s.AvailableUntil != nil {
-				fd.SignedURL = fd.URL + "?" + h.Service.Signer.Query(s.Spec.ExportID, f.Name, *s.AvailableUntil)
+			if signer != nil && s.AvailableUntil != nil {
+				fd.SignedURL = fd.URL + "?" + signer.Query(s.Spec.ExportID, f.Name, *s.AvailableUntil)
 			}
 			d.Files = append(d.Files, fd)
 		}

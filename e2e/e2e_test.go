@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -24,6 +25,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
+
+	"github.com/exportd/exportd/webhook"
 )
 
 // devInfo is the part of dev.json the tests read.
@@ -32,9 +35,10 @@ type devInfo struct {
 	TemporalUIURL string `json:"temporal_ui_url"`
 	DatabaseURL   string `json:"database_url"`
 	Apps          []struct {
-		Name      string   `json:"name"`
-		APIKey    string   `json:"api_key"`
-		Merchants []string `json:"merchants"`
+		Name         string   `json:"name"`
+		APIKey       string   `json:"api_key"`
+		ClientSecret string   `json:"client_secret"`
+		Merchants    []string `json:"merchants"`
 	} `json:"apps"`
 	Env map[string]string `json:"env"`
 }
@@ -223,6 +227,7 @@ type manifest struct {
 }
 
 type problem struct {
+	Field  string `json:"field"`
 	Type   string `json:"type"`
 	Status int    `json:"status"`
 	Code   string `json:"code"`
@@ -375,12 +380,52 @@ func TestPaymentsExportAndEmptyWindow(t *testing.T) {
 	require.NoError(t, err)
 	defer db.Close(ctx)
 
+	// A webhook receiver, as an app would run one.
+	hooks := make(chan *http.Request, 4)
+	bodies := make(chan []byte, 4)
+	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		hooks <- r
+		bodies <- b
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer recv.Close()
+
 	var created exportDoc
 	call(t, http.MethodPost, s.APIURL+"/v1/exports", app.APIKey, map[string]any{
 		"merchantId": merchant, "dataset": "payments", "start": window[0], "end": window[1], "formats": []string{"jsonl.gz"},
+		"callbackUrl": recv.URL + "/hooks/exportd",
 	}, &created)
 	doc, _ := waitFor(t, s, app.APIKey, created.ID)
 	require.Equal(t, "succeeded", doc.Status)
+
+	select {
+	case r := <-hooks:
+		body := <-bodies
+		require.Equal(t, "/hooks/exportd", r.URL.Path)
+		require.Equal(t, "application/json", r.Header.Get("Content-Type"))
+		require.Equal(t, "msg_"+created.ID+"_ready", r.Header.Get("webhook-id"))
+		// Signed with the app's client secret, verifiable as Standard
+		// Webhooks prescribe.
+		require.NoError(t, webhook.Verify([]byte(app.ClientSecret), r.Header, body, time.Now(), time.Minute))
+		require.Error(t, webhook.Verify([]byte("not the secret"), r.Header, body, time.Now(), time.Minute))
+		var hooked exportDoc
+		require.NoError(t, json.Unmarshal(body, &hooked))
+		require.Equal(t, created.ID, hooked.ID)
+		require.Equal(t, "succeeded", hooked.Status)
+		require.Len(t, hooked.Files, 1)
+		require.Equal(t, doc.Files[0].SHA256, hooked.Files[0].SHA256)
+	case <-time.After(30 * time.Second):
+		t.Fatal("no webhook within 30s of success")
+	}
+
+	// A callback URL that can never be delivered is refused at once.
+	var p problem
+	resp := call(t, http.MethodPost, s.APIURL+"/v1/exports", app.APIKey, map[string]any{
+		"merchantId": merchant, "dataset": "orders", "start": window[0], "end": window[1], "callbackUrl": "ftp://example.com/x",
+	}, &p)
+	require.Equal(t, http.StatusBadRequest, resp.StatusCode)
+	require.Equal(t, "callbackUrl", p.Field)
 	var n, orders, amount int64
 	require.NoError(t, db.QueryRow(ctx, `SELECT count(*), count(DISTINCT order_id), sum(amount) FROM transactions
 		WHERE merchant_id = $1 AND created_at >= $2 AND created_at < $3`, merchant, window[0], window[1]).Scan(&n, &orders, &amount))

@@ -25,6 +25,7 @@ import (
 	"github.com/exportd/exportd/blob"
 	"github.com/exportd/exportd/postgres"
 	"github.com/exportd/exportd/starter"
+	"github.com/exportd/exportd/webhook"
 )
 
 // Errors a dialect maps to its own status codes and documents. A
@@ -73,6 +74,9 @@ type Service struct {
 	QueueLimit int
 	// Hours are the service hours; the zero value is always open.
 	Hours Hours
+	// AllowPrivateWebhooks accepts webhook URLs on loopback and private
+	// networks (dev); production refuses them.
+	AllowPrivateWebhooks bool
 }
 
 // Queue is the admission queue as the API sees it; *postgres.Queue
@@ -107,6 +111,9 @@ func (s *Service) Create(ctx context.Context, app postgres.App, spec exportd.Spe
 	if err := spec.Normalize(); err != nil {
 		return exportd.State{}, false, err
 	}
+	if err := s.checkWebhook(spec.Webhook); err != nil {
+		return exportd.State{}, false, err
+	}
 	if err := s.checkMerchant(ctx, app.ID, spec.MerchantID); err != nil {
 		return exportd.State{}, false, err
 	}
@@ -135,6 +142,21 @@ func (s *Service) Create(ctx context.Context, app postgres.App, spec exportd.Spe
 		return exportd.State{}, false, err
 	}
 	return state, true, nil
+}
+
+// checkWebhook refuses webhook URLs that could never be delivered, or that
+// point into private networks, at request time rather than at delivery.
+func (s *Service) checkWebhook(w *exportd.Webhook) error {
+	if w == nil {
+		return nil
+	}
+	if err := webhook.ValidateURL(w.URL, s.AllowPrivateWebhooks); err != nil {
+		return &exportd.ValidationError{Field: "callbackUrl", Reason: err.Error()}
+	}
+	if err := webhook.ValidateHeaders(w.Headers); err != nil {
+		return &exportd.ValidationError{Field: "webhook.headers", Reason: err.Error()}
+	}
+	return nil
 }
 
 // admit refuses a new export when the queue is full, and otherwise puts it

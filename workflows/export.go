@@ -134,6 +134,14 @@ func (r *run) export(ctx workflow.Context) error {
 	if err := workflow.ExecuteActivity(long, a.Export, activities.ExportInput{Spec: spec, Total: plan.Total}).Get(ctx, &out); err != nil {
 		return err
 	}
+	if workflow.GetVersion(ctx, progressVersion, workflow.DefaultVersion, 1) == 1 {
+		// Once the Export activity is done its heartbeat is gone; the memo
+		// carries the rows until READY, so progress never reads as 0.
+		r.state.Progress = exportd.Progress{Rows: out.Rows, Total: plan.Total}
+		if err := r.publish(ctx, exportd.PhaseExporting); err != nil {
+			return err
+		}
+	}
 
 	var fin activities.FinalizeResult
 	if err := workflow.ExecuteActivity(short, a.Finalize, activities.FinalizeInput{
@@ -155,7 +163,29 @@ func (r *run) export(ctx workflow.Context) error {
 	if err := r.publish(ctx, exportd.PhaseReady); err != nil {
 		return err
 	}
+	if spec.Webhook != nil {
+		// Delivery retries for up to a day; the files are ready meanwhile.
+		st := r.state
+		workflow.Go(ctx, func(gctx workflow.Context) { r.notify(gctx, st, 24*time.Hour) })
+	}
 	return nil
+}
+
+// progressVersion gates publishing progress after the Export activity.
+const progressVersion = "progress-after-export"
+
+// notify runs the Notify activity for st, retrying within bound. A
+// webhook that cannot be delivered is logged; it never fails the export.
+func (r *run) notify(ctx workflow.Context, st exportd.State, bound time.Duration) {
+	var a *activities.Activities
+	nctx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout:    time.Minute,
+		ScheduleToCloseTimeout: bound,
+		RetryPolicy:            &temporal.RetryPolicy{InitialInterval: 5 * time.Second, BackoffCoefficient: 2, MaximumInterval: 10 * time.Minute},
+	})
+	if err := workflow.ExecuteActivity(nctx, a.Notify, activities.NotifyInput{State: st}).Get(nctx, nil); err != nil {
+		workflow.GetLogger(ctx).Warn("webhook not delivered", "error", err)
+	}
 }
 
 // admissionVersion gates the admission queue, so executions recorded
@@ -316,6 +346,10 @@ func (r *run) fail(ctx workflow.Context, err error) (ExportResult, error) {
 	}
 	if perr := r.publish(ctx, exportd.PhaseFailed); perr != nil {
 		workflow.GetLogger(ctx).Error("publishing failed phase failed", "error", perr)
+	}
+	if r.state.Spec.Webhook != nil {
+		dctx, _ := workflow.NewDisconnectedContext(ctx)
+		r.notify(dctx, r.state, time.Hour)
 	}
 	return r.result(), err
 }

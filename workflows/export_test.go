@@ -288,3 +288,52 @@ func TestExportWorkflowWaitsQueued(t *testing.T) {
 	require.Nil(t, running.QueuePosition)
 	env.AssertExpectations(t)
 }
+
+func TestExportWorkflowNotifiesWebhook(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		fail  bool
+		phase exportd.Phase
+	}{{"on success", false, exportd.PhaseReady}, {"on failure", true, exportd.PhaseFailed}} {
+		t.Run(tc.name, func(t *testing.T) {
+			env := newEnv(t)
+			in := testInput()
+			in.Webhook = &exportd.Webhook{URL: "https://example.com/hook", Headers: map[string]string{"X-Token": "t"}}
+			env.OnActivity(a.Plan, mock.Anything, mock.Anything).Return(activities.PlanResult{Total: 4}, nil)
+			if tc.fail {
+				env.OnActivity(a.Export, mock.Anything, mock.Anything).Return(activities.ExportResult{},
+					temporal.NewNonRetryableApplicationError("source gone", exportd.CodeSourceError, nil))
+			} else {
+				env.OnActivity(a.Export, mock.Anything, mock.Anything).Return(exportResult(4), nil)
+				env.OnActivity(a.Finalize, mock.Anything, mock.Anything).Return(activities.FinalizeResult{}, nil)
+			}
+			env.OnActivity(a.Purge, mock.Anything, mock.Anything).Return(activities.PurgeResult{Purged: true}, nil)
+			var notified []exportd.State
+			env.OnActivity(a.Notify, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.NotifyInput) (activities.NotifyResult, error) {
+				notified = append(notified, in.State)
+				return activities.NotifyResult{Status: 204}, nil
+			})
+			env.ExecuteWorkflow(workflows.WorkflowName, in)
+			require.Equal(t, tc.fail, env.GetWorkflowError() != nil)
+			require.Len(t, notified, 1)
+			require.Equal(t, tc.phase, notified[0].Phase)
+			require.Equal(t, "https://example.com/hook", notified[0].Spec.Webhook.URL)
+		})
+	}
+}
+
+func TestExportWorkflowPublishesProgressAfterExport(t *testing.T) {
+	env := newEnv(t)
+	env.OnActivity(a.Plan, mock.Anything, mock.Anything).Return(activities.PlanResult{Total: 7}, nil)
+	env.OnActivity(a.Export, mock.Anything, mock.Anything).Return(exportResult(7), nil)
+	var during exportd.State
+	env.OnActivity(a.Finalize, mock.Anything, mock.Anything).Return(func(context.Context, activities.FinalizeInput) (activities.FinalizeResult, error) {
+		during = queryState(t, env)
+		return activities.FinalizeResult{}, nil
+	})
+	env.OnActivity(a.Purge, mock.Anything, mock.Anything).Return(activities.PurgeResult{Purged: true}, nil)
+	env.ExecuteWorkflow(workflows.WorkflowName, testInput())
+	require.NoError(t, env.GetWorkflowError())
+	require.Equal(t, exportd.PhaseExporting, during.Phase)
+	require.Equal(t, exportd.Progress{Rows: 7, Total: 7}, during.Progress, "between Export and READY progress is not 0")
+}

@@ -22,6 +22,7 @@ import (
 	s3blob "github.com/exportd/exportd/blob/s3"
 	"github.com/exportd/exportd/exports"
 	"github.com/exportd/exportd/postgres"
+	"github.com/exportd/exportd/webhook"
 	"github.com/exportd/exportd/worker"
 )
 
@@ -107,6 +108,8 @@ func runWorker(ctx context.Context, args []string, env func(string) string, stdo
 	maxExports := fs.Int("max-concurrent-exports", 4, "activities this worker runs at once")
 	var lim limitFlags
 	lim.register(fs)
+	publicURL := fs.String("public-url", "http://127.0.0.1:8080", "the API's externally visible base URL, for links in webhook bodies")
+	allowPrivate := fs.Bool("webhook-allow-private", false, "deliver webhooks to loopback and private addresses (development only)")
 	fs.Usage = usage(fs, workerSummary)
 	if err := parse(fs, args, env); err != nil {
 		return err
@@ -130,8 +133,20 @@ func runWorker(ctx context.Context, args []string, env func(string) string, stdo
 		return err
 	}
 	defer cl.Close()
+	key, err := c.key()
+	if err != nil {
+		return err
+	}
+	sealer, err := postgres.NewSealer(key)
+	if err != nil {
+		return err
+	}
+	access := &postgres.Access{Pool: pool, Sealer: sealer}
+	svc := &exports.Service{Temporal: cl, Access: access, Store: store,
+		Signer: &exports.Signer{Key: exports.DeriveKey(key, "signed download URLs")}}
 	w := worker.New(cl, &activities.Activities{Source: &postgres.Source{Pool: pool}, Store: store, Logger: log,
-		Queue: &postgres.Queue{Pool: pool}, Limits: lim.limits()},
+		Queue: &postgres.Queue{Pool: pool}, Limits: lim.limits(),
+		Webhooks: webhook.NewSender(*allowPrivate), Renderer: api.WebhookRenderer{Service: svc, PublicURL: *publicURL}, Secrets: access},
 		worker.Options{MaxConcurrentExports: *maxExports})
 	log.Info("worker running", "task_queue", "exports", "temporal", c.temporal)
 	return w.Run(interruptOn(ctx))
@@ -155,6 +170,7 @@ func runAPI(ctx context.Context, args []string, env func(string) string, stdout,
 	publicURL := fs.String("public-url", "", "externally visible base URL for links (default: from each request's Host)")
 	var adm admissionFlags
 	adm.register(fs)
+	allowPrivate := fs.Bool("webhook-allow-private", false, "accept callback URLs on loopback and private addresses (development only)")
 	fs.Usage = usage(fs, apiSummary)
 	if err := parse(fs, args, env); err != nil {
 		return err
@@ -198,7 +214,8 @@ func runAPI(ctx context.Context, args []string, env func(string) string, stdout,
 	srv := newServer(api.Config{
 		Service: &exports.Service{Temporal: cl, Access: access, Store: store,
 			Signer: &exports.Signer{Key: exports.DeriveKey(key, "signed download URLs")},
-			Queue:  &postgres.Queue{Pool: pool}, QueueLimit: adm.queueLimit, Hours: hours},
+			Queue:  &postgres.Queue{Pool: pool}, QueueLimit: adm.queueLimit, Hours: hours,
+			AllowPrivateWebhooks: *allowPrivate},
 		Logger: log, PublicURL: *publicURL, TokenKey: exports.DeriveKey(key, "elastic path access tokens"),
 		Ready: func(ctx context.Context) error { return ready(ctx, pool, cl) },
 	})

@@ -27,6 +27,7 @@ import (
 	"github.com/exportd/exportd/devenv"
 	"github.com/exportd/exportd/exports"
 	"github.com/exportd/exportd/postgres"
+	"github.com/exportd/exportd/webhook"
 	"github.com/exportd/exportd/worker"
 	"github.com/exportd/exportd/workflows"
 )
@@ -155,16 +156,6 @@ func (s *Stack) Start(ctx context.Context) error {
 	if s.Store, err = blob.NewLocal(blobDir); err != nil {
 		return err
 	}
-	if cfg.Worker {
-		s.worker = worker.New(s.Client, &activities.Activities{
-			Source: &postgres.Source{Pool: s.Pool}, Store: s.Store, Logger: log,
-			Queue: &postgres.Queue{Pool: s.Pool}, Limits: cfg.Limits,
-		}, worker.Options{MaxConcurrentExports: cfg.Limits.Global + 2})
-		if err := s.worker.Start(); err != nil {
-			return fmt.Errorf("error starting worker: %w", err)
-		}
-	}
-
 	addr := cfg.APIAddr
 	if addr == "" {
 		addr = "127.0.0.1:8080"
@@ -174,11 +165,24 @@ func (s *Stack) Start(ctx context.Context) error {
 		return fmt.Errorf("error listening on %s (set --api-addr to another address): %w", addr, err)
 	}
 	apiURL := "http://" + ln.Addr().String()
+	// Dev delivers webhooks to loopback, where a developer's receiver runs.
+	svc := &exports.Service{Temporal: s.Client, Access: access, Store: s.Store,
+		Signer: &exports.Signer{Key: exports.DeriveKey(masterKey, "signed download URLs")},
+		Queue:  &postgres.Queue{Pool: s.Pool}, QueueLimit: cfg.QueueLimit, Hours: cfg.Hours,
+		AllowPrivateWebhooks: true}
+	if cfg.Worker {
+		s.worker = worker.New(s.Client, &activities.Activities{
+			Source: &postgres.Source{Pool: s.Pool}, Store: s.Store, Logger: log,
+			Queue: &postgres.Queue{Pool: s.Pool}, Limits: cfg.Limits,
+			Webhooks: webhook.NewSender(true), Renderer: api.WebhookRenderer{Service: svc, PublicURL: apiURL}, Secrets: access,
+		}, worker.Options{MaxConcurrentExports: cfg.Limits.Global + 2})
+		if err := s.worker.Start(); err != nil {
+			return fmt.Errorf("error starting worker: %w", err)
+		}
+	}
 	s.server = newServer(api.Config{
-		Service: &exports.Service{Temporal: s.Client, Access: access, Store: s.Store,
-			Signer: &exports.Signer{Key: exports.DeriveKey(masterKey, "signed download URLs")},
-			Queue:  &postgres.Queue{Pool: s.Pool}, QueueLimit: cfg.QueueLimit, Hours: cfg.Hours},
-		Logger: log, PublicURL: apiURL,
+		Service: svc,
+		Logger:  log, PublicURL: apiURL, TokenKey: exports.DeriveKey(masterKey, "elastic path access tokens"),
 		Ready: func(ctx context.Context) error { return ready(ctx, s.Pool, s.Client) },
 	})
 	go func() {
@@ -194,11 +198,12 @@ func (s *Stack) Start(ctx context.Context) error {
 		DatabaseURL:     s.Postgres.URL(),
 		Apps:            apps,
 		Env: map[string]string{
-			"EXPORTD_DATABASE_URL":     s.Postgres.URL(),
-			"EXPORTD_TEMPORAL_ADDRESS": s.Temporal.Address(),
-			"EXPORTD_BLOB_DIR":         blobDir,
-			"EXPORTD_MASTER_KEY":       hex.EncodeToString(masterKey),
-			"EXPORTD_PUBLIC_URL":       apiURL,
+			"EXPORTD_DATABASE_URL":          s.Postgres.URL(),
+			"EXPORTD_TEMPORAL_ADDRESS":      s.Temporal.Address(),
+			"EXPORTD_BLOB_DIR":              blobDir,
+			"EXPORTD_MASTER_KEY":            hex.EncodeToString(masterKey),
+			"EXPORTD_PUBLIC_URL":            apiURL,
+			"EXPORTD_WEBHOOK_ALLOW_PRIVATE": "true",
 		},
 	}
 	return writeJSONFile(filepath.Join(dir, InfoFile), s.Info)
