@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"hash"
 	"slices"
@@ -103,8 +104,21 @@ func (e *exporter) write(b *exportd.Batch) error {
 	if now := e.a.now(); now.Sub(e.lastBeat) >= e.progressEvery() {
 		e.heartbeat(now)
 	}
+	select {
+	case <-activity.GetWorkerStopChannel(e.ctx):
+		// A stopping worker hands the export on at once: the heartbeat
+		// holds the last committed part, so another worker resumes there
+		// instead of waiting out the heartbeat timeout.
+		e.heartbeat(e.a.now())
+		return errWorkerStopping
+	default:
+	}
 	return e.ctx.Err()
 }
+
+// errWorkerStopping ends an attempt whose worker is shutting down; the
+// retry resumes from the checkpoint.
+var errWorkerStopping = errors.New("worker stopping; the export resumes from its last committed part")
 
 // finish commits the last part. An export with no rows still gets one
 // valid, empty file per format, so clients always have a schema to read.
