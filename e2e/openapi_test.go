@@ -158,6 +158,46 @@ func TestOpenAPIMatchesResponses(t *testing.T) {
 		o.check(t, p.path, p.method, status, ct, b)
 	}
 
+	// Idempotency-Key: the same key and body return the same export; the
+	// same key with another body is refused.
+	idem := func(body string) (int, string, []byte) {
+		t.Helper()
+		req, err := http.NewRequest(http.MethodPost, exportsURL, strings.NewReader(body))
+		require.NoError(t, err)
+		req.Header.Set("Authorization", "Bearer "+app.APIKey)
+		req.Header.Set("Idempotency-Key", "order-sync-2025-h1")
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		require.NoError(t, err)
+		return resp.StatusCode, resp.Header.Get("Content-Type"), b
+	}
+	status, _, first := idem(body)
+	require.Equal(t, http.StatusAccepted, status, "%s", first)
+	status, ct, again := idem(body)
+	require.Equal(t, http.StatusOK, status, "%s", again)
+	o.check(t, "/v1/exports", "POST", status, ct, again)
+	var a1, a2 struct {
+		ID string `json:"id"`
+	}
+	require.NoError(t, json.Unmarshal(first, &a1))
+	require.NoError(t, json.Unmarshal(again, &a2))
+	require.Equal(t, a1.ID, a2.ID, "the same key and body name the same export")
+	status, ct, b = idem(strings.Replace(body, `"maxRowsPerFile": 200`, `"maxRowsPerFile": 300`, 1))
+	require.Equal(t, http.StatusUnprocessableEntity, status, "%s", b)
+	o.check(t, "/v1/exports", "POST", status, ct, b)
+	require.Contains(t, string(b), "urn:exportd:problem:idempotency-key-reused")
+	otherApp := s.Apps[1]
+	req, err := http.NewRequest(http.MethodPost, exportsURL, strings.NewReader(strings.Replace(body, merchant, otherApp.Merchants[0], 1)))
+	require.NoError(t, err)
+	req.Header.Set("Authorization", "Bearer "+otherApp.APIKey)
+	req.Header.Set("Idempotency-Key", "order-sync-2025-h1")
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusAccepted, resp.StatusCode, "keys are scoped to the app: another app's same key is a new export")
+
 	status, ct, b = raw(t, http.MethodDelete, one, app.APIKey, "")
 	require.Equal(t, http.StatusAccepted, status)
 	o.check(t, "/v1/exports/{id}", "DELETE", status, ct, b)
