@@ -1,11 +1,16 @@
 // Package starter starts and reads exports through Temporal. The HTTP API
-// uses it, and so can any Go service that wants exports without HTTP.
+// uses it, and so can any Go service that wants exports without HTTP:
+// StartExport, Wait with progress callbacks, then Download and Verify the
+// files against their manifest (SPEC section 8).
 package starter
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base32"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	commonpb "go.temporal.io/api/common/v1"
@@ -60,10 +65,42 @@ func Start(ctx context.Context, c client.Client, spec exportd.Spec) (exportd.Sta
 	return state, nil
 }
 
+// StartExport starts an export of spec and returns its id, which names it
+// to Wait, Download, Describe and the HTTP API. An empty spec.ExportID gets
+// a random one. For an id that was used before it returns that id with
+// ErrExists, so a caller that reuses ids to make retries safe can compare
+// the earlier export's spec (Describe) and wait for it instead.
+func StartExport(ctx context.Context, c client.Client, spec exportd.Spec) (string, error) {
+	if spec.ExportID == "" {
+		spec.ExportID = NewID()
+	}
+	if _, err := Start(ctx, c, spec); err != nil {
+		if errors.Is(err, ErrExists) {
+			return spec.ExportID, err
+		}
+		return "", err
+	}
+	return spec.ExportID, nil
+}
+
+var idEncoding = base32.StdEncoding.WithPadding(base32.NoPadding)
+
+// NewID returns a random export id in the API's format. It lives here
+// rather than in package exports, which imports starter.
+func NewID() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return "x" + strings.ToLower(idEncoding.EncodeToString(b[:]))
+}
+
 // Summary is the one-line description the Web UI shows for an export.
 func Summary(s exportd.Spec) string {
-	return fmt.Sprintf("%s export of merchant %s, %s to %s, %v",
-		s.Dataset, s.MerchantID, s.Start.Format(time.RFC3339), s.End.Format(time.RFC3339), s.Formats)
+	formats := make([]string, len(s.Formats))
+	for i, f := range s.Formats {
+		formats[i] = string(f)
+	}
+	return fmt.Sprintf("%s export of merchant %s, %s to %s, as %s",
+		s.Dataset, s.MerchantID, s.Start.Format(time.RFC3339), s.End.Format(time.RFC3339), strings.Join(formats, ", "))
 }
 
 // Describe reads an export's state from Temporal without needing a
