@@ -66,11 +66,11 @@ func (p Progress) Percent() float64 {
 // workflow memo so that it is readable without a worker, and returned by
 // the status query.
 type State struct {
-	Spec           Spec       `json:"spec"`
-	Phase          Phase      `json:"phase"`
-	Progress       Progress   `json:"progress"`
+	Spec     Spec     `json:"spec"`
+	Phase    Phase    `json:"phase"`
+	Progress Progress `json:"progress"`
 	// QueuePosition counts the exports ahead of a QUEUED one.
-	QueuePosition *int `json:"queuePosition,omitempty"`
+	QueuePosition  *int       `json:"queuePosition,omitempty"`
 	Tally          *Tally     `json:"tally,omitempty"`
 	Rows           int64      `json:"rows"`
 	Files          int        `json:"files"`

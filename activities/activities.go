@@ -16,6 +16,7 @@ import (
 
 	"github.com/exportd/exportd"
 	"github.com/exportd/exportd/blob"
+	"github.com/exportd/exportd/metrics"
 	"github.com/exportd/exportd/postgres"
 	"github.com/exportd/exportd/webhook"
 )
@@ -47,6 +48,9 @@ type Activities struct {
 	Webhooks *webhook.Sender
 	Renderer Renderer
 	Secrets  Secrets
+	// Metrics counts rows and bytes committed and times Export attempts;
+	// nil records nothing.
+	Metrics *metrics.Registry
 }
 
 // Plan counts the rows an export will write.
@@ -60,11 +64,14 @@ func (a *Activities) Plan(ctx context.Context, in PlanInput) (PlanResult, error)
 
 // Export writes an export's data files in one pass over the source,
 // resuming after the last part committed by an earlier attempt.
-func (a *Activities) Export(ctx context.Context, in ExportInput) (ExportResult, error) {
+func (a *Activities) Export(ctx context.Context, in ExportInput) (res ExportResult, err error) {
+	log := a.exportLogger(ctx, in.Spec)
+	started := a.now()
+	defer func() { a.observeExport(ctx, log, in.Spec, started, res, err) }()
 	var cp Checkpoint
 	if activity.HasHeartbeatDetails(ctx) {
 		if err := activity.GetHeartbeatDetails(ctx, &cp); err != nil {
-			a.logger(ctx).Warn("unreadable checkpoint, starting over", "error", err)
+			log.Warn("unreadable checkpoint, starting over", "error", err)
 			cp = Checkpoint{}
 		}
 	}
@@ -77,7 +84,7 @@ func (a *Activities) Export(ctx context.Context, in ExportInput) (ExportResult, 
 	}
 	e := newExporter(ctx, a, in.Spec, cp, fmt.Sprintf("attempt%d", activity.GetInfo(ctx).Attempt))
 	if cp.Rows > 0 {
-		a.logger(ctx).Info("resuming export", "part", cp.Part, "rows", cp.Rows, "cursor", cp.Cursor)
+		log.Info("resuming export", "part", cp.Part, "rows", cp.Rows, "cursor", cp.Cursor)
 	}
 	if err := a.Source.Stream(ctx, query(in.Spec, cp.Cursor), e.write); err != nil {
 		e.abort()

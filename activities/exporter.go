@@ -178,7 +178,9 @@ func (e *exporter) commit() error {
 		if err := f.up.Commit(); err != nil {
 			return fmt.Errorf("error committing %s: %w", f.name, err)
 		}
+		e.a.Metrics.FileCommitted(string(e.spec.Dataset), string(f.format), p.rows, f.n)
 	}
+	e.a.Metrics.PartCommitted(string(e.spec.Dataset))
 	e.part = nil
 	e.cp.Files = append(e.cp.Files, infos...)
 	e.cp.Part++

@@ -34,15 +34,17 @@ type ExportResult struct {
 // Done describes the last committed part, which is where a retried attempt
 // resumes; Done counts rows read so far, for percent complete.
 type Checkpoint struct {
+	// Done and Total come first so operators see progress at the top of
+	// the heartbeat details in the Web UI; fields decode by name.
+	Done      int64              `json:"done"`
+	Total     int64              `json:"total"`
 	Cursor    exportd.Key        `json:"cursor"`
 	Part      int                `json:"part"` // next part number
 	Rows      int64              `json:"rows"` // rows committed
-	Files     []exportd.FileInfo `json:"files"`
 	Tally     exportd.Tally      `json:"tally"`
 	Totals    exportd.Totals     `json:"totals"`
 	Locations []string           `json:"locations,omitempty"` // distinct, sorted
-	Done      int64              `json:"done"`
-	Total     int64              `json:"total"`
+	Files     []exportd.FileInfo `json:"files"`
 }
 
 // FinalizeInput asks for the manifest of a finished export.

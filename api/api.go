@@ -16,6 +16,7 @@ import (
 	"github.com/exportd/exportd/api/doshii"
 	"github.com/exportd/exportd/api/elasticpath"
 	"github.com/exportd/exportd/exports"
+	"github.com/exportd/exportd/metrics"
 	"github.com/exportd/exportd/postgres"
 )
 
@@ -36,6 +37,9 @@ type Config struct {
 	// TokenKey signs the Elastic Path dialect's access tokens; derived
 	// from the master key so that every replica accepts every token.
 	TokenKey []byte
+	// Metrics records request metrics and is served at /metrics; nil
+	// records nothing and serves no /metrics.
+	Metrics *metrics.Registry
 }
 
 type handlers struct {
@@ -64,6 +68,9 @@ func Router(cfg Config) http.Handler {
 	mux.Handle("/healthz", methods{"GET": h.healthz})
 	mux.Handle("/readyz", methods{"GET": h.readyz})
 	mux.Handle("/openapi.json", methods{"GET": h.openapi})
+	if cfg.Metrics != nil {
+		mux.Handle("/metrics", methods{"GET": serveHandler(cfg.Metrics.Handler())})
+	}
 	elasticpath.Routes(mux, elasticpath.Config{Service: cfg.Service, PublicURL: cfg.PublicURL, Logger: h.logger, Now: cfg.Now, TokenKey: cfg.TokenKey})
 	clover.Routes(mux, clover.Config{Service: cfg.Service, PublicURL: cfg.PublicURL, Logger: h.logger})
 	doshii.Routes(mux, doshii.Config{Service: cfg.Service, PublicURL: cfg.PublicURL, Logger: h.logger})
@@ -112,6 +119,7 @@ const (
 	keyRequestID ctxKey = iota
 	keyHandlers
 	keyApp
+	keyInfo
 )
 
 func requestID(r *http.Request) string {
@@ -133,6 +141,8 @@ func (h *handlers) middleware(next http.Handler) http.Handler {
 		id := hex.EncodeToString(b[:])
 		ctx := context.WithValue(r.Context(), keyRequestID, id)
 		ctx = context.WithValue(ctx, keyHandlers, h)
+		info := &requestInfo{}
+		ctx = context.WithValue(ctx, keyInfo, info)
 		r = r.WithContext(ctx)
 		w.Header().Set("X-Request-Id", id)
 		r.Body = http.MaxBytesReader(w, r.Body, h.MaxBodyBytes)
@@ -147,8 +157,7 @@ func (h *handlers) middleware(next http.Handler) http.Handler {
 					h.writeProblem(sw, r, errorf(codeInternal, "an internal error occurred; quote request id %s when reporting it", id))
 				}
 			}
-			h.logger.InfoContext(ctx, "http request", "method", r.Method, "path", r.URL.Path,
-				"status", sw.status, "bytes", sw.n, "duration_ms", time.Since(start).Milliseconds(), "request_id", id)
+			h.observe(ctx, r, sw, info, time.Since(start))
 		}()
 		next.ServeHTTP(sw, r)
 	})
@@ -208,6 +217,9 @@ func (h *handlers) baseURL(r *http.Request) string {
 }
 
 func withApp(ctx context.Context, app postgres.App) context.Context {
+	if info, ok := ctx.Value(keyInfo).(*requestInfo); ok {
+		info.appID = app.ID // for the request's log line
+	}
 	return context.WithValue(ctx, keyApp, app)
 }
 

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -21,9 +22,11 @@ import (
 	"github.com/exportd/exportd/blob"
 	s3blob "github.com/exportd/exportd/blob/s3"
 	"github.com/exportd/exportd/exports"
+	"github.com/exportd/exportd/metrics"
 	"github.com/exportd/exportd/postgres"
 	"github.com/exportd/exportd/webhook"
 	"github.com/exportd/exportd/worker"
+	"github.com/exportd/exportd/workflows"
 )
 
 // conn holds the connection flags shared by worker, api, migrate and seed.
@@ -64,9 +67,15 @@ func (c *conn) pool(ctx context.Context) (*pgxpool.Pool, error) {
 }
 
 func (c *conn) client(log *slog.Logger) (client.Client, error) {
+	return c.dial(log, nil)
+}
+
+// dial connects to Temporal, sending the SDK's metrics to mh (nil: none).
+func (c *conn) dial(log *slog.Logger, mh client.MetricsHandler) (client.Client, error) {
 	cl, err := client.Dial(client.Options{
 		HostPort: c.temporal, Namespace: c.namespace,
-		Logger: sdklog.NewStructuredLogger(log.With("component", "temporal-sdk")),
+		Logger:         sdklog.NewStructuredLogger(log.With("component", "temporal-sdk")),
+		MetricsHandler: mh,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("error connecting to Temporal at %s: %w", c.temporal, err)
@@ -110,6 +119,7 @@ func runWorker(ctx context.Context, args []string, env func(string) string, stdo
 	lim.register(fs)
 	publicURL := fs.String("public-url", "http://127.0.0.1:8080", "the API's externally visible base URL, for links in webhook bodies")
 	allowPrivate := fs.Bool("webhook-allow-private", false, "deliver webhooks to loopback and private addresses (development only)")
+	metricsAddr := fs.String("metrics-addr", ":9090", `address serving the worker's /metrics and /healthz ("": none)`)
 	fs.Usage = usage(fs, workerSummary)
 	if err := parse(fs, args, env); err != nil {
 		return err
@@ -128,7 +138,11 @@ func runWorker(ctx context.Context, args []string, env func(string) string, stdo
 		return err
 	}
 	defer closeStore()
-	cl, err := c.client(log)
+	var reg *metrics.Registry
+	if *metricsAddr != "" {
+		reg = metrics.New(log)
+	}
+	cl, err := c.dial(log, reg.Temporal())
 	if err != nil {
 		return err
 	}
@@ -146,9 +160,25 @@ func runWorker(ctx context.Context, args []string, env func(string) string, stdo
 		Signer: &exports.Signer{Key: exports.DeriveKey(key, "signed download URLs")}}
 	w := worker.New(cl, &activities.Activities{Source: &postgres.Source{Pool: pool}, Store: store, Logger: log,
 		Queue: &postgres.Queue{Pool: pool}, Limits: lim.limits(),
-		Webhooks: webhook.NewSender(*allowPrivate), Renderer: api.WebhookRenderer{Service: svc, PublicURL: *publicURL}, Secrets: access},
+		Webhooks: webhook.NewSender(*allowPrivate), Renderer: api.WebhookRenderer{Service: svc, PublicURL: *publicURL}, Secrets: access,
+		Metrics: reg},
 		worker.Options{MaxConcurrentExports: *maxExports})
+	var running atomic.Bool
+	if *metricsAddr != "" {
+		stop, err := serveWorkerHTTP(*metricsAddr, reg, log, func(ctx context.Context) error {
+			if !running.Load() {
+				return errors.New("the worker is not running")
+			}
+			return ready(ctx, pool, cl)
+		})
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 	log.Info("worker running", "task_queue", "exports", "temporal", c.temporal)
+	running.Store(true)
+	defer running.Store(false)
 	return w.Run(interruptOn(ctx))
 }
 
@@ -193,11 +223,14 @@ func runAPI(ctx context.Context, args []string, env func(string) string, stdout,
 		return err
 	}
 	defer closeStore()
-	cl, err := c.client(log)
+	reg := metrics.New(log)
+	cl, err := c.dial(log, reg.Temporal())
 	if err != nil {
 		return err
 	}
 	defer cl.Close()
+	reg.WatchExports(metrics.ExportsByStatus(cl, workflows.WorkflowName, workflows.AttrPhase.GetName()))
+	reg.WatchQueue(&postgres.Queue{Pool: pool})
 	sealer, err := postgres.NewSealer(key)
 	if err != nil {
 		return err
@@ -217,7 +250,8 @@ func runAPI(ctx context.Context, args []string, env func(string) string, stdout,
 			Queue:  &postgres.Queue{Pool: pool}, QueueLimit: adm.queueLimit, Hours: hours,
 			AllowPrivateWebhooks: *allowPrivate},
 		Logger: log, PublicURL: *publicURL, TokenKey: exports.DeriveKey(key, "elastic path access tokens"),
-		Ready: func(ctx context.Context) error { return ready(ctx, pool, cl) },
+		Ready:   func(ctx context.Context) error { return ready(ctx, pool, cl) },
+		Metrics: reg,
 	})
 	log.Info("API listening", "addr", ln.Addr().String())
 	return serve(ctx, srv, ln)

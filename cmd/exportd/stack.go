@@ -26,6 +26,7 @@ import (
 	"github.com/exportd/exportd/blob"
 	"github.com/exportd/exportd/devenv"
 	"github.com/exportd/exportd/exports"
+	"github.com/exportd/exportd/metrics"
 	"github.com/exportd/exportd/postgres"
 	"github.com/exportd/exportd/webhook"
 	"github.com/exportd/exportd/worker"
@@ -69,6 +70,9 @@ type Stack struct {
 	Client   client.Client
 	Store    *blob.Local
 	Info     Info
+	// Metrics is served at the API's /metrics; the API, the in-process
+	// worker and their Temporal client all record into it.
+	Metrics *metrics.Registry
 
 	worker sdkworker.Worker
 	server *http.Server
@@ -146,9 +150,11 @@ func (s *Stack) Start(ctx context.Context) error {
 		return err
 	}
 
+	s.Metrics = metrics.New(log)
 	if s.Client, err = client.Dial(client.Options{
 		HostPort: s.Temporal.Address(), Namespace: "default",
-		Logger: sdklog.NewStructuredLogger(log.With("component", "temporal-sdk")),
+		Logger:         sdklog.NewStructuredLogger(log.With("component", "temporal-sdk")),
+		MetricsHandler: s.Metrics.Temporal(),
 	}); err != nil {
 		return fmt.Errorf("error connecting to Temporal: %w", err)
 	}
@@ -175,6 +181,7 @@ func (s *Stack) Start(ctx context.Context) error {
 			Source: &postgres.Source{Pool: s.Pool}, Store: s.Store, Logger: log,
 			Queue: &postgres.Queue{Pool: s.Pool}, Limits: cfg.Limits,
 			Webhooks: webhook.NewSender(true), Renderer: api.WebhookRenderer{Service: svc, PublicURL: apiURL}, Secrets: access,
+			Metrics: s.Metrics,
 		}, worker.Options{MaxConcurrentExports: cfg.Limits.Global + 2})
 		if err := s.worker.Start(); err != nil {
 			return fmt.Errorf("error starting worker: %w", err)
@@ -183,8 +190,11 @@ func (s *Stack) Start(ctx context.Context) error {
 	s.server = newServer(api.Config{
 		Service: svc,
 		Logger:  log, PublicURL: apiURL, TokenKey: exports.DeriveKey(masterKey, "elastic path access tokens"),
-		Ready: func(ctx context.Context) error { return ready(ctx, s.Pool, s.Client) },
+		Ready:   func(ctx context.Context) error { return ready(ctx, s.Pool, s.Client) },
+		Metrics: s.Metrics,
 	})
+	s.Metrics.WatchExports(metrics.ExportsByStatus(s.Client, workflows.WorkflowName, workflows.AttrPhase.GetName()))
+	s.Metrics.WatchQueue(&postgres.Queue{Pool: s.Pool})
 	go func() {
 		if err := s.server.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("API server stopped", "error", err)
