@@ -5,6 +5,8 @@ package workflows
 import (
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 
 	"go.temporal.io/sdk/temporal"
@@ -378,13 +380,28 @@ func (r *run) publish(ctx workflow.Context, p exportd.Phase) error {
 }
 
 // details is the Markdown the Web UI shows as the workflow's current state.
+// It changes only when the workflow publishes; live progress while
+// EXPORTING is in the Export activity's heartbeat, which the workflow does
+// not see, so the details point there instead of showing a stale count.
 func (r *run) details() string {
 	s := r.state
 	d := fmt.Sprintf("**%s** · merchant `%s` · %s · %s → %s",
 		s.Phase, s.Spec.MerchantID, s.Spec.Dataset,
 		s.Spec.Start.Format(time.RFC3339), s.Spec.End.Format(time.RFC3339))
-	if s.Progress.Total > 0 || s.Phase == exportd.PhaseReady {
-		d += fmt.Sprintf("\n\nrows %d of %d planned", s.Rows, s.Progress.Total)
+	switch {
+	case s.Phase == exportd.PhaseQueued && s.QueuePosition != nil && *s.QueuePosition == 0:
+		d += "\n\nwaiting for a running slot, next in line"
+	case s.Phase == exportd.PhaseQueued && s.QueuePosition != nil:
+		d += fmt.Sprintf("\n\nwaiting for a running slot, %d export(s) ahead in the queue", *s.QueuePosition)
+	case s.CompletedAt != nil:
+		d += fmt.Sprintf("\n\n%s rows in %d files", thousands(s.Rows), s.Files)
+	case s.Phase == exportd.PhaseExporting && s.Progress.Rows > 0:
+		d += fmt.Sprintf("\n\n%s of %s rows written; writing the manifest", thousands(s.Progress.Rows), thousands(s.Progress.Total))
+	case s.Phase == exportd.PhaseExporting:
+		d += fmt.Sprintf("\n\n%s rows planned; live progress is in the Export activity's heartbeat "+
+			"(Pending Activities tab: `rows` committed so far)", thousands(s.Progress.Total))
+	case s.Progress.Total > 0:
+		d += fmt.Sprintf("\n\n%s rows planned", thousands(s.Progress.Total))
 	}
 	if s.AvailableUntil != nil {
 		d += "\n\navailable until " + s.AvailableUntil.Format(time.RFC3339)
@@ -393,6 +410,24 @@ func (r *run) details() string {
 		d += fmt.Sprintf("\n\nerror `%s`: %s", s.Error.Code, s.Error.Message)
 	}
 	return d
+}
+
+// thousands formats n with comma separators: 4000000 is "4,000,000".
+func thousands(n int64) string {
+	s := strconv.FormatInt(n, 10)
+	neg := strings.HasPrefix(s, "-")
+	s = strings.TrimPrefix(s, "-")
+	var b strings.Builder
+	for i, c := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(c)
+	}
+	if neg {
+		return "-" + b.String()
+	}
+	return b.String()
 }
 
 // failureOf maps an activity or workflow error to the user-facing failure.
