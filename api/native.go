@@ -90,10 +90,14 @@ func parseTime(field, v string) (time.Time, error) {
 	if err != nil {
 		return time.Time{}, &apiError{code: codeInvalidRequest, field: field, detail: fmt.Sprintf("%s %q is not an RFC 3339 time like 2024-01-31T00:00:00Z", field, v)}
 	}
+	// The range is checked in UTC, the form the spec is stored in: a
+	// local 9999-12-31T23:59:59-01:00 is in the year 10000, which JSON
+	// cannot hold.
+	t = t.UTC()
 	if t.Year() < 1970 || t.Year() > 9999 {
 		return time.Time{}, &apiError{code: codeInvalidRequest, field: field, detail: field + " must be between 1970 and 9999"}
 	}
-	return t.UTC(), nil
+	return t, nil
 }
 
 func (h *handlers) createExport(w http.ResponseWriter, r *http.Request) error {
@@ -127,10 +131,16 @@ func (h *handlers) getExport(w http.ResponseWriter, r *http.Request) error {
 	var m *exportd.Manifest
 	if st.Phase == exportd.PhaseReady {
 		man, err := h.Service.Manifest(r.Context(), st.Spec.ExportID)
-		if err != nil {
+		switch {
+		case errors.Is(err, exports.ErrGone):
+			// Purged between the describe and now: expired, not a 410
+			// for the status document itself.
+			st.Phase = exportd.PhaseExpired
+		case err != nil:
 			return err
+		default:
+			m = &man
 		}
-		m = &man
 	}
 	return writeJSON(w, http.StatusOK, h.document(r, st, m))
 }

@@ -8,7 +8,6 @@ package exports
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base32"
 	"encoding/json"
@@ -16,6 +15,7 @@ import (
 	"fmt"
 	"net/http"
 	"reflect"
+	"strconv"
 	"strings"
 	"time"
 
@@ -101,7 +101,7 @@ func (s *Service) now() time.Time {
 // request is ErrIdempotency.
 func (s *Service) Create(ctx context.Context, app postgres.App, spec exportd.Spec, idemKey string) (state exportd.State, created bool, err error) {
 	spec.AppID = app.ID
-	spec.ExportID = NewID()
+	spec.ExportID = starter.NewID()
 	if idemKey != "" {
 		if len(idemKey) > 255 {
 			return exportd.State{}, false, &exportd.ValidationError{Field: "Idempotency-Key", Reason: "must be at most 255 characters"}
@@ -371,8 +371,40 @@ func (s *Service) serve(w http.ResponseWriter, r *http.Request, key, ctype, sha 
 		w.Header().Set("ETag", `"`+sha+`"`)
 	}
 	w.Header().Set("Cache-Control", "private, max-age=0")
+	if rng := r.Header.Get("Range"); rng != "" {
+		if fixed := zeroSuffixRanges(rng, obj.Info().Size); fixed != rng {
+			r = r.Clone(r.Context())
+			r.Header.Set("Range", fixed)
+		}
+	}
 	http.ServeContent(w, r, "", obj.Info().ModTime, obj)
 	return nil
+}
+
+// zeroSuffixRanges rewrites suffix ranges of zero bytes ("bytes=-0"),
+// which RFC 9110 makes unsatisfiable but http.ServeContent answers with a
+// 206 whose Content-Range ends before it starts, into ranges that start
+// at the end of the object, which ServeContent drops, or refuses with 416
+// when nothing else is asked for.
+func zeroSuffixRanges(rng string, size int64) string {
+	specs, ok := strings.CutPrefix(rng, "bytes=")
+	if !ok {
+		return rng
+	}
+	parts := strings.Split(specs, ",")
+	for i, p := range parts {
+		// Read as ServeContent reads it: spaces around either side of
+		// the dash, and whatever strconv.ParseInt takes ("+0", "00").
+		start, end, ok := strings.Cut(p, "-")
+		end = strings.Trim(end, " \t")
+		if !ok || strings.Trim(start, " \t") != "" || end == "" || end[0] == '-' {
+			continue
+		}
+		if n, err := strconv.ParseInt(end, 10, 64); err == nil && n == 0 {
+			parts[i] = strconv.FormatInt(size, 10) + "-"
+		}
+	}
+	return "bytes=" + strings.Join(parts, ",")
 }
 
 // ContentType is the media type a format is served with. Compressed
@@ -392,13 +424,6 @@ func ContentType(f exportd.Format) string {
 }
 
 var idEncoding = base32.StdEncoding.WithPadding(base32.NoPadding)
-
-// NewID returns a random export id.
-func NewID() string {
-	var b [12]byte
-	_, _ = rand.Read(b[:])
-	return "x" + strings.ToLower(idEncoding.EncodeToString(b[:]))
-}
 
 // IdempotentID derives the export id of an idempotency key, scoped to the
 // app so that two apps' keys never meet.

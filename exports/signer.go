@@ -7,6 +7,7 @@ import (
 	"errors"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -37,6 +38,11 @@ func (s *Signer) Query(exportID, name string, expires time.Time) string {
 func (s *Signer) Verify(exportID, name string, q url.Values) error {
 	exp, sig := q.Get("expires"), q.Get("signature")
 	if exp == "" || sig == "" || len(exp) > 20 || len(sig) > 100 {
+		return ErrBadSignature
+	}
+	// NUL separates the signed fields, so a field holding one could pass
+	// for another split of the same bytes: ("a\x00b", "c") for ("a", "b\x00c").
+	if strings.ContainsRune(exportID, 0) || strings.ContainsRune(name, 0) {
 		return ErrBadSignature
 	}
 	want := s.sign(exportID, name, exp)

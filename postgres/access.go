@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -72,6 +73,14 @@ func randomToken(prefix string, n int) string {
 
 // apiKeyLen is the length of every key CreateAPIKey makes.
 var apiKeyLen = len(randomToken(APIKeyPrefix, 32))
+
+// storable reports whether PostgreSQL can compare s with a text column:
+// valid UTF-8 without NUL. A value that is not cannot name a row, so a
+// lookup by one finds nothing instead of failing with an error that
+// would be a 500 for what is only bad input.
+func storable(s string) bool {
+	return utf8.ValidString(s) && !strings.ContainsRune(s, 0)
+}
 
 func hashKey(key string) []byte {
 	h := sha256.Sum256([]byte(key))
@@ -189,6 +198,9 @@ func (a *Access) Install(ctx context.Context, appID, merchantID string) error {
 // Installed reports whether a merchant installed an app: the check behind
 // every request that names a merchant.
 func (a *Access) Installed(ctx context.Context, appID, merchantID string) (bool, error) {
+	if !storable(appID) || !storable(merchantID) {
+		return false, nil
+	}
 	var ok bool
 	err := a.Pool.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM installs WHERE app_id = $1 AND merchant_id = $2)",
 		appID, merchantID).Scan(&ok)
@@ -200,6 +212,9 @@ func (a *Access) Installed(ctx context.Context, appID, merchantID string) (bool,
 
 // InstalledMerchants lists the ids of the merchants that installed an app.
 func (a *Access) InstalledMerchants(ctx context.Context, appID string) ([]string, error) {
+	if !storable(appID) {
+		return nil, nil
+	}
 	rows, err := a.Pool.Query(ctx, "SELECT merchant_id FROM installs WHERE app_id = $1 ORDER BY merchant_id", appID)
 	if err != nil {
 		return nil, fmt.Errorf("error listing installs: %w", err)
@@ -224,6 +239,9 @@ func (a *Access) AppByID(ctx context.Context, appID string) (AppCredentials, err
 }
 
 func (a *Access) credentials(ctx context.Context, column, value string) (AppCredentials, error) {
+	if !storable(value) {
+		return AppCredentials{}, fmt.Errorf("app: %w", ErrNotFound)
+	}
 	var c AppCredentials
 	var sealed []byte
 	err := a.Pool.QueryRow(ctx, "SELECT id, name, client_id, created_at, client_secret_enc FROM apps WHERE "+column+" = $1",
@@ -273,6 +291,9 @@ func (a *Access) Apps(ctx context.Context) ([]App, error) {
 
 // Merchant returns a merchant, or ErrNotFound.
 func (a *Access) Merchant(ctx context.Context, id string) (Merchant, error) {
+	if !storable(id) {
+		return Merchant{}, fmt.Errorf("merchant: %w", ErrNotFound)
+	}
 	var m Merchant
 	err := a.Pool.QueryRow(ctx, "SELECT id, name, timezone, currency FROM merchants WHERE id = $1", id).
 		Scan(&m.ID, &m.Name, &m.Timezone, &m.Currency)

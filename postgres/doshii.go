@@ -13,9 +13,14 @@ import (
 // clients spell them as their vendor does ("Restaurant", "restaurant").
 // The Doshii dialect filters exports by it.
 func (a *Access) LocationsByClassifier(ctx context.Context, merchantID string, classifiers []string) ([]string, error) {
-	lower := make([]string, len(classifiers))
-	for i, c := range classifiers {
-		lower[i] = strings.ToLower(c)
+	if !storable(merchantID) {
+		return nil, nil
+	}
+	lower := make([]string, 0, len(classifiers))
+	for _, c := range classifiers {
+		if storable(c) { // others match no classifier
+			lower = append(lower, strings.ToLower(c))
+		}
 	}
 	rows, err := a.Pool.Query(ctx, `SELECT id FROM locations
 		WHERE merchant_id = $1 AND lower(classifier) = ANY($2) ORDER BY id`, merchantID, lower)

@@ -274,8 +274,9 @@ var reservedHeaders = []string{
 }
 
 // webhook validates the webhook into the engine's form. Whether the URL
-// may be reached (no loopback or private addresses) is the delivery's
-// decision, made when it sends.
+// may be reached (no loopback or private addresses) is decided by the
+// engine for literal addresses and by the delivery, when it connects,
+// for names.
 func (w *WebhookRequest) webhook() (*exportd.Webhook, error) {
 	if w == nil || (w.URL == "" && len(w.Headers) == 0) {
 		return nil, nil

@@ -82,8 +82,10 @@ exportd dev is ready (%s)
 
 `, time.Since(started).Round(time.Millisecond), info.APIURL, info.TemporalUIURL, info.TemporalAddress,
 		info.DatabaseURL, filepath.Join(stack.Config.DataDir, InfoFile), logPath)
+	// Keys stay out of the terminal, which ends up in logs and CI output;
+	// dev.json has them.
 	for _, app := range info.Apps {
-		fmt.Fprintf(stdout, "  app %-12q api key %s  merchants %v\n", app.Name, app.APIKey, app.Merchants)
+		fmt.Fprintf(stdout, "  app %-12q api key %s... (in dev.json)  merchants %v\n", app.Name, app.APIKey[:min(len(app.APIKey), 8)], app.Merchants)
 	}
 	fmt.Fprintln(stdout)
 	if *demo {
