@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -117,15 +118,18 @@ func (t *Temporal) Start(ctx context.Context) error {
 	}
 
 	prev := loadPorts(filepath.Join(dataDir, temporalPortsFile))
-	// A second try with fresh ports covers a port taken between choosing
-	// it and the server binding it.
+	// The server exits while starting when a port was taken before it
+	// bound it: one of ours, or one of the internal ports the CLI picks at
+	// random at every start. Another try keeps the ports that are still
+	// free (FreePorts replaces the others), above all the frontend's, so
+	// that workers and APIs holding the address of a restarted server
+	// reconnect to it; fresh ports would strand them.
 	for attempt := 0; ; attempt++ {
 		err = t.launch(ctx, bin, dataDir, prev)
-		if err == nil || attempt == 1 || ctx.Err() != nil || !errors.Is(err, errExited) {
+		if err == nil || attempt == 2 || ctx.Err() != nil || !errors.Is(err, errExited) {
 			return err
 		}
-		t.logger().Warn("temporal dev server exited while starting, retrying on fresh ports", "err", err)
-		prev = temporalPorts{}
+		t.logger().Warn("temporal dev server exited while starting, retrying", "err", err)
 	}
 }
 
@@ -156,17 +160,30 @@ func (t *Temporal) launch(ctx context.Context, bin, dataDir string, prev tempora
 	// with us, so a crashed `dev` leaves no server holding the SQLite file.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	started := time.Now()
-	if err := cmd.Start(); err != nil {
-		logFile.Close()
-		return fmt.Errorf("error starting %s: %w", bin, err)
-	}
 	run := &temporalRun{cmd: cmd, done: make(chan struct{})}
-	t.run, t.ports = run, ports
+	// Pdeathsig fires when the forking thread exits, and the Go runtime
+	// retires a thread whenever a goroutine that locked it exits (as the
+	// PostgreSQL launcher's does when that server stops): forked from an
+	// ordinary goroutine, the server would be killed by an unrelated
+	// restart. So the fork happens on a goroutine locked to its thread for
+	// the server's whole life, as launchPostgres does.
+	forked := make(chan error, 1)
 	go func() {
+		runtime.LockOSThread()
+		if err := cmd.Start(); err != nil {
+			forked <- err
+			return
+		}
+		forked <- nil
 		run.err = cmd.Wait()
 		logFile.Close()
 		close(run.done)
 	}()
+	if err := <-forked; err != nil {
+		logFile.Close()
+		return fmt.Errorf("error starting %s: %w", bin, err)
+	}
+	t.run, t.ports = run, ports
 
 	if err := savePorts(filepath.Join(dataDir, temporalPortsFile), ports); err != nil {
 		t.logger().Warn("could not save temporal ports; the next start may pick new ones", "err", err)

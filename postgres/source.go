@@ -403,6 +403,12 @@ func (p *pager) scan(ctx context.Context, c *pgx.Conn, sql string, args []any, c
 	}
 	defer rows.Close()
 	if fds := rows.FieldDescriptions(); len(fds) != columns || !allBinary(fds) {
+		// A query the server cut off (shutdown, terminated backend) has no
+		// fields either: report why, not a shape it never had.
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
 		return errors.New("unexpected result shape: the source needs the extended protocol's binary results")
 	}
 	for rows.Next() {

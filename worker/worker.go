@@ -32,6 +32,14 @@ func New(c client.Client, a *activities.Activities, o Options) sdkworker.Worker 
 		// A stopping worker lets a running export reach its next heartbeat
 		// instead of dropping it mid-part.
 		WorkerStopTimeout: 10 * time.Second,
+		// The SDK otherwise holds heartbeats back for 0.8 x the heartbeat
+		// timeout (16 s): the checkpoint after each commit and the
+		// progress would reach Temporal that late, so a crashed attempt
+		// would resume up to 16 s behind its last commit and percent
+		// complete would move once per 16 s. Not much lower: the SDK
+		// gives a heartbeat RPC this long before it cancels the attempt,
+		// and at 1 s a loaded Temporal caused needless retries.
+		MaxHeartbeatThrottleInterval: 5 * time.Second,
 	})
 	Register(w, a)
 	return w
