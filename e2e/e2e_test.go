@@ -69,15 +69,11 @@ func temporalBin(t *testing.T) string {
 	return bin
 }
 
-// buildExportd builds the binary under test once per test binary.
+// buildExportd returns the binary under test, built once per test
+// binary (see exportdBin).
 func buildExportd(t *testing.T) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "exportd")
-	cmd := exec.Command("go", "build", "-o", bin, "./cmd/exportd")
-	cmd.Dir = repoRoot(t)
-	out, err := cmd.CombinedOutput()
-	require.NoError(t, err, "go build: %s", out)
-	return bin
+	return exportdBin(t)
 }
 
 // startDev runs `exportd dev` in a fresh data dir and waits for dev.json.
