@@ -27,6 +27,8 @@ const (
 	apiSummary     = "run the HTTP API"
 	migrateSummary = "apply the database migrations"
 	seedSummary    = "generate deterministic demo data with COPY"
+	benchSummary   = "time exports of N seeded orders, through the API, against PostgreSQL's own COPY (the limit)"
+	startSummary   = "start an export through Temporal; follow it with a progress bar (--wait), download and verify its files (--out)"
 )
 
 var commands = map[string]command{
@@ -35,6 +37,8 @@ var commands = map[string]command{
 	"api":     {apiSummary, runAPI},
 	"migrate": {migrateSummary, runMigrate},
 	"seed":    {seedSummary, runSeed},
+	"bench":   {benchSummary, runBench},
+	"start":   {startSummary, runStart},
 }
 
 func main() {
