@@ -110,6 +110,63 @@ func (c *conn) key() ([]byte, error) {
 	return k, nil
 }
 
+// deps are what worker and api both open from the connection flags.
+type deps struct {
+	key    []byte
+	pool   *pgxpool.Pool
+	store  blob.Store
+	client client.Client
+	access *postgres.Access
+	closes []func()
+}
+
+// open connects to PostgreSQL, the blob store and Temporal (recording
+// SDK metrics into reg, which may be nil) and unseals the access store.
+func (c *conn) open(ctx context.Context, log *slog.Logger, reg *metrics.Registry) (d *deps, err error) {
+	d = &deps{}
+	defer func() {
+		if err != nil {
+			d.close()
+		}
+	}()
+	if d.key, err = c.key(); err != nil {
+		return d, err
+	}
+	sealer, err := postgres.NewSealer(d.key)
+	if err != nil {
+		return d, err
+	}
+	if d.pool, err = c.pool(ctx); err != nil {
+		return d, err
+	}
+	d.closes = append(d.closes, d.pool.Close)
+	d.access = &postgres.Access{Pool: d.pool, Sealer: sealer}
+	store, closeStore, err := c.store(ctx)
+	if err != nil {
+		return d, err
+	}
+	d.store = store
+	d.closes = append(d.closes, closeStore)
+	if d.client, err = c.dial(log, reg.Temporal()); err != nil {
+		return d, err
+	}
+	d.closes = append(d.closes, d.client.Close)
+	return d, nil
+}
+
+// close releases what open opened, last first.
+func (d *deps) close() {
+	for i := len(d.closes) - 1; i >= 0; i-- {
+		d.closes[i]()
+	}
+}
+
+// service is the export engine over these dependencies.
+func (d *deps) service() *exports.Service {
+	return &exports.Service{Temporal: d.client, Access: d.access, Store: d.store,
+		Signer: &exports.Signer{Key: exports.DeriveKey(d.key, "signed download URLs")}}
+}
+
 func runWorker(ctx context.Context, args []string, env func(string) string, stdout, stderr io.Writer) error {
 	fs := newFlags("worker", stderr)
 	var c conn
@@ -128,40 +185,20 @@ func runWorker(ctx context.Context, args []string, env func(string) string, stdo
 	if err != nil {
 		return err
 	}
-	pool, err := c.pool(ctx)
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
-	store, closeStore, err := c.store(ctx)
-	if err != nil {
-		return err
-	}
-	defer closeStore()
 	var reg *metrics.Registry
 	if *metricsAddr != "" {
 		reg = metrics.New(log)
 	}
-	cl, err := c.dial(log, reg.Temporal())
+	d, err := c.open(ctx, log, reg)
 	if err != nil {
 		return err
 	}
-	defer cl.Close()
-	key, err := c.key()
-	if err != nil {
-		return err
-	}
-	sealer, err := postgres.NewSealer(key)
-	if err != nil {
-		return err
-	}
-	access := &postgres.Access{Pool: pool, Sealer: sealer}
-	svc := &exports.Service{Temporal: cl, Access: access, Store: store,
-		Signer: &exports.Signer{Key: exports.DeriveKey(key, "signed download URLs")}}
-	w := worker.New(cl, &activities.Activities{Source: &postgres.Source{Pool: pool}, Store: store, Logger: log,
+	defer d.close()
+	pool, cl := d.pool, d.client
+	w := worker.New(cl, &activities.Activities{Source: &postgres.Source{Pool: pool}, Store: d.store, Logger: log,
 		Queue: &postgres.Queue{Pool: pool}, Limits: lim.limits(),
-		Webhooks: webhook.NewSender(*allowPrivate), Renderer: api.WebhookRenderer{Service: svc, PublicURL: *publicURL}, Secrets: access,
-		Metrics: reg},
+		Webhooks: webhook.NewSender(*allowPrivate), Renderer: api.WebhookRenderer{Service: d.service(), PublicURL: *publicURL},
+		Secrets: d.access, Metrics: reg},
 		worker.Options{MaxConcurrentExports: *maxExports})
 	var running atomic.Bool
 	if *metricsAddr != "" {
@@ -209,49 +246,30 @@ func runAPI(ctx context.Context, args []string, env func(string) string, stdout,
 	if err != nil {
 		return err
 	}
-	key, err := c.key()
-	if err != nil {
-		return err
-	}
-	pool, err := c.pool(ctx)
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
-	store, closeStore, err := c.store(ctx)
-	if err != nil {
-		return err
-	}
-	defer closeStore()
-	reg := metrics.New(log)
-	cl, err := c.dial(log, reg.Temporal())
-	if err != nil {
-		return err
-	}
-	defer cl.Close()
-	reg.WatchExports(metrics.ExportsByStatus(cl, workflows.WorkflowName, workflows.AttrPhase.GetName()))
-	reg.WatchQueue(&postgres.Queue{Pool: pool})
-	sealer, err := postgres.NewSealer(key)
-	if err != nil {
-		return err
-	}
-	access := &postgres.Access{Pool: pool, Sealer: sealer}
 	hours, err := exports.ParseHours(adm.serviceHours)
 	if err != nil {
 		return err
 	}
+	reg := metrics.New(log)
+	d, err := c.open(ctx, log, reg)
+	if err != nil {
+		return err
+	}
+	defer d.close()
+	reg.WatchExports(metrics.ExportsByStatus(d.client, workflows.WorkflowName, workflows.AttrPhase.GetName()))
+	reg.WatchQueue(&postgres.Queue{Pool: d.pool})
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
 		return fmt.Errorf("error listening on %s: %w", *addr, err)
 	}
+	svc := d.service()
+	svc.Queue, svc.QueueLimit, svc.Hours = &postgres.Queue{Pool: d.pool}, adm.queueLimit, hours
+	svc.AllowPrivateWebhooks = *allowPrivate
 	srv := newServer(api.Config{
-		Service: &exports.Service{Temporal: cl, Access: access, Store: store,
-			Signer: &exports.Signer{Key: exports.DeriveKey(key, "signed download URLs")},
-			Queue:  &postgres.Queue{Pool: pool}, QueueLimit: adm.queueLimit, Hours: hours,
-			AllowPrivateWebhooks: *allowPrivate},
-		Logger: log, PublicURL: *publicURL, TokenKey: exports.DeriveKey(key, "elastic path access tokens"),
-		Ready:   func(ctx context.Context) error { return ready(ctx, pool, cl) },
-		Metrics: reg,
+		Service: svc, Logger: log, PublicURL: *publicURL,
+		TokenKey: exports.DeriveKey(d.key, "elastic path access tokens"),
+		Ready:    func(ctx context.Context) error { return ready(ctx, d.pool, d.client) },
+		Metrics:  reg,
 	})
 	log.Info("API listening", "addr", ln.Addr().String())
 	return serve(ctx, srv, ln)
