@@ -11,7 +11,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -19,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/exportd/exportd/api/clover"
+	"github.com/exportd/exportd/devenv/devtest"
 )
 
 // The Clover dialect as its clients meet it: the real `exportd dev` binary
@@ -26,92 +26,11 @@ import (
 // routes the way Clover's documentation tells a client to, and checked
 // against SQL over the same window.
 
-// devInfo is the part of dev.json the tests read.
-type devInfo struct {
-	APIURL      string `json:"api_url"`
-	DatabaseURL string `json:"database_url"`
-	Apps        []struct {
-		Name      string   `json:"name"`
-		APIKey    string   `json:"api_key"`
-		Merchants []string `json:"merchants"`
-	} `json:"apps"`
-}
+// devInfo is dev.json.
+type devInfo = devtest.Info
 
-func repoRoot(t *testing.T) string {
-	t.Helper()
-	root, err := filepath.Abs(filepath.Join("..", ".."))
-	require.NoError(t, err)
-	return root
-}
-
-// startDev builds exportd, runs `exportd dev` in a fresh data dir the
-// postgres OS user can enter, and waits for dev.json; cleanup stops it
-// with SIGINT.
-func startDev(t *testing.T, args ...string) devInfo {
-	t.Helper()
-	root := repoRoot(t)
-	temporal := os.Getenv("EXPORTD_TEMPORAL_BIN")
-	if temporal == "" {
-		temporal = filepath.Join(root, ".tools", "bin", "temporal")
-	}
-	_, err := os.Stat(temporal)
-	require.NoError(t, err, "the Temporal CLI is missing: run `make tools`")
-
-	bin := filepath.Join(t.TempDir(), "exportd")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/exportd")
-	build.Dir = root
-	out, err := build.CombinedOutput()
-	require.NoError(t, err, "go build: %s", out)
-
-	dataDir := t.TempDir()
-	require.NoError(t, os.Chmod(filepath.Dir(dataDir), 0o755))
-	require.NoError(t, os.Chmod(dataDir, 0o755))
-	logf, err := os.Create(filepath.Join(dataDir, "exportd-dev.log"))
-	require.NoError(t, err)
-	cmd := exec.Command(bin, append([]string{"dev", "--data-dir", dataDir, "--api-addr", "127.0.0.1:0",
-		"--temporal-bin", temporal}, args...)...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	require.NoError(t, cmd.Start())
-	exited := make(chan struct{})
-	var exitErr error
-	go func() { exitErr = cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		select {
-		case <-exited:
-		case <-time.After(30 * time.Second):
-			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			t.Errorf("exportd dev did not stop within 30s of SIGINT")
-		}
-		if t.Failed() {
-			b, _ := os.ReadFile(logf.Name())
-			t.Logf("exportd dev output:\n%s", tail(b, 8000))
-		}
-	})
-	deadline := time.Now().Add(2 * time.Minute)
-	for {
-		var info devInfo
-		b, err := os.ReadFile(filepath.Join(dataDir, "dev.json"))
-		if err == nil && json.Unmarshal(b, &info) == nil && info.APIURL != "" {
-			return info
-		}
-		select {
-		case <-exited:
-			b, _ := os.ReadFile(logf.Name())
-			t.Fatalf("exportd dev exited before it was ready (%v):\n%s", exitErr, tail(b, 8000))
-		case <-time.After(100 * time.Millisecond):
-		}
-		require.True(t, time.Now().Before(deadline), "exportd dev not ready within 2 minutes")
-	}
-}
-
-func tail(b []byte, n int) []byte {
-	if len(b) > n {
-		return b[len(b)-n:]
-	}
-	return b
-}
+// startDev runs the real `exportd dev`, as users do; see devtest.Start.
+func startDev(t *testing.T, args ...string) devInfo { return devtest.Start(t, args...) }
 
 // request makes one HTTP request the way a Clover client does: a bearer
 // token when given, the body as given, the content type as given.

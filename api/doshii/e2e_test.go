@@ -18,10 +18,10 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/exportd/exportd/devenv/devtest"
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 )
@@ -30,17 +30,11 @@ import (
 // documentation, run against the real `exportd dev` binary as e2e/ does,
 // its results checked against SQL.
 
-// devInfo is the part of dev.json the test reads.
-type devInfo struct {
-	APIURL      string `json:"api_url"`
-	DatabaseURL string `json:"database_url"`
-	Apps        []struct {
-		AppID        string   `json:"app_id"`
-		ClientID     string   `json:"client_id"`
-		ClientSecret string   `json:"client_secret"`
-		Merchants    []string `json:"merchants"`
-	} `json:"apps"`
-}
+// devInfo is dev.json.
+type devInfo = devtest.Info
+
+// startDev runs the real `exportd dev`, as users do; see devtest.Start.
+func startDev(t *testing.T, args ...string) devInfo { return devtest.Start(t, args...) }
 
 // repoRoot is the module root, three levels above this package.
 func repoRoot(t *testing.T) string {
@@ -48,79 +42,6 @@ func repoRoot(t *testing.T) string {
 	root, err := filepath.Abs(filepath.Join("..", ".."))
 	require.NoError(t, err)
 	return root
-}
-
-func temporalBin(t *testing.T) string {
-	t.Helper()
-	bin := os.Getenv("EXPORTD_TEMPORAL_BIN")
-	if bin == "" {
-		bin = filepath.Join(repoRoot(t), ".tools", "bin", "temporal")
-	}
-	_, err := os.Stat(bin)
-	require.NoError(t, err, "the Temporal CLI is missing: run `make tools` (or `make test`, which builds it)")
-	return bin
-}
-
-// startDev builds exportd, runs `exportd dev` in a fresh data dir and
-// waits for dev.json.
-func startDev(t *testing.T, args ...string) devInfo {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "exportd")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/exportd")
-	build.Dir = repoRoot(t)
-	out, err := build.CombinedOutput()
-	require.NoError(t, err, "go build: %s", out)
-
-	// The postgres OS user must be able to enter the data dir when the
-	// tests run as root.
-	dataDir := t.TempDir()
-	require.NoError(t, os.Chmod(filepath.Dir(dataDir), 0o755))
-	require.NoError(t, os.Chmod(dataDir, 0o755))
-	logf, err := os.Create(filepath.Join(dataDir, "exportd-dev.log"))
-	require.NoError(t, err)
-	cmd := exec.Command(bin, append([]string{"dev", "--data-dir", dataDir, "--api-addr", "127.0.0.1:0",
-		"--temporal-bin", temporalBin(t)}, args...)...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	require.NoError(t, cmd.Start())
-	exited := make(chan struct{})
-	var exitErr error
-	go func() { exitErr = cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		select {
-		case <-exited:
-		case <-time.After(30 * time.Second):
-			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			t.Errorf("exportd dev did not stop within 30s of SIGINT")
-		}
-		if t.Failed() {
-			b, _ := os.ReadFile(logf.Name())
-			t.Logf("exportd dev output:\n%s", tail(b, 8000))
-		}
-	})
-	deadline := time.Now().Add(2 * time.Minute)
-	for {
-		var info devInfo
-		b, err := os.ReadFile(filepath.Join(dataDir, "dev.json"))
-		if err == nil && json.Unmarshal(b, &info) == nil && info.APIURL != "" {
-			return info
-		}
-		select {
-		case <-exited:
-			b, _ := os.ReadFile(logf.Name())
-			t.Fatalf("exportd dev exited before it was ready (%v):\n%s", exitErr, tail(b, 8000))
-		case <-time.After(100 * time.Millisecond):
-		}
-		require.True(t, time.Now().Before(deadline), "exportd dev not ready within 2 minutes")
-	}
-}
-
-func tail(b []byte, n int) []byte {
-	if len(b) > n {
-		return b[len(b)-n:]
-	}
-	return b
 }
 
 // client authenticates as Doshii's Authorisation page says: X-API-KEY is
