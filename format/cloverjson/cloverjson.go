@@ -49,12 +49,9 @@ import (
 	"time"
 
 	"github.com/exportd/exportd"
+	"github.com/exportd/exportd/format/internal/recbuf"
 	"github.com/exportd/exportd/format/jsonrec"
 )
-
-// flushSize is how many encoded bytes collect before they are written: big
-// writes for the file, small enough not to matter for memory.
-const flushSize = 256 << 10
 
 const (
 	header  = `{"elements":[`
@@ -63,26 +60,22 @@ const (
 
 // Writer writes one dataset as a Clover {"elements":[...]} document.
 type Writer struct {
-	d      exportd.Dataset
-	w      io.Writer
-	buf    []byte
-	n      int64 // objects written
-	err    error
-	closed bool
+	d   exportd.Dataset
+	out *recbuf.Buffer
+	n   int64 // objects written
 }
 
 // NewWriter returns a writer of dataset d that writes to w.
 func NewWriter(d exportd.Dataset, w io.Writer) *Writer {
-	buf := make([]byte, 0, flushSize+64<<10)
-	return &Writer{d: d, w: w, buf: append(buf, header...)}
+	return &Writer{d: d, out: recbuf.New(w, false, "clover-json", header)}
 }
 
 // Write appends the records of b, one Clover object each.
 func (w *Writer) Write(b *exportd.Batch) error {
-	if w.err != nil {
-		return w.err
+	if err := w.out.Err(); err != nil {
+		return err
 	}
-	if w.closed {
+	if w.out.Closed() {
 		return errors.New("cloverjson: write after close")
 	}
 	if b.Dataset != w.d {
@@ -90,43 +83,21 @@ func (w *Writer) Write(b *exportd.Batch) error {
 	}
 	for i := range b.Len() {
 		if w.n > 0 {
-			w.buf = append(w.buf, ',')
+			w.out.Buf = append(w.out.Buf, ',')
 		}
 		if w.d == exportd.Payments {
-			w.buf = AppendPayment(w.buf, &b.Payments[i])
+			w.out.Buf = AppendPayment(w.out.Buf, &b.Payments[i])
 		} else {
-			w.buf = AppendOrder(w.buf, &b.Orders[i])
+			w.out.Buf = AppendOrder(w.out.Buf, &b.Orders[i])
 		}
 		w.n++
-		if len(w.buf) >= flushSize {
-			if err := w.flush(); err != nil {
+		{
+			if err := w.out.MaybeFlush(); err != nil {
 				return err
 			}
 		}
 	}
 	return nil
-}
-
-// flush writes the buffer out. An error sticks: the document is broken.
-func (w *Writer) flush() error {
-	if _, err := w.w.Write(w.buf); err != nil {
-		w.err = fmt.Errorf("error writing clover-json: %w", err)
-	}
-	w.buf = w.buf[:0]
-	return w.err
-}
-
-// Close closes the elements array and the document.
-func (w *Writer) Close() error {
-	if w.closed {
-		return w.err
-	}
-	w.closed = true
-	if w.err != nil {
-		return w.err
-	}
-	w.buf = append(w.buf, trailer...)
-	return w.flush()
 }
 
 // AppendOrder appends o as one Clover order object.
@@ -362,3 +333,7 @@ func Tender(tender string) (label, labelKey string) {
 	}
 	return tender, "com.clover.tender.external_payment"
 }
+
+// Close ends the document and the stream; it does not close the
+// underlying io.Writer.
+func (w *Writer) Close() error { return w.out.Close(trailer) }

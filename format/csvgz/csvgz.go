@@ -19,16 +19,11 @@ import (
 	"fmt"
 	"io"
 	"strconv"
-	"time"
-
-	"github.com/klauspost/compress/gzip"
 
 	"github.com/exportd/exportd"
+	"github.com/exportd/exportd/format/internal/recbuf"
 	"github.com/exportd/exportd/format/jsonrec"
 )
-
-// flushSize is how many encoded bytes collect before they go to gzip.
-const flushSize = 256 << 10
 
 // The header rows; the column names are those of the Parquet file.
 const (
@@ -38,37 +33,27 @@ const (
 
 // Writer writes one dataset as csv.gz.
 type Writer struct {
-	d      exportd.Dataset
-	gz     *gzip.Writer
-	buf    []byte
-	json   []byte // scratch for the nested columns before quoting
-	err    error
-	closed bool
+	d    exportd.Dataset
+	out  *recbuf.Buffer
+	json []byte // scratch for the nested columns before quoting
 }
 
 // NewWriter returns a writer of dataset d that writes to w. The header row
 // is written even if no record follows.
 func NewWriter(d exportd.Dataset, w io.Writer) *Writer {
-	// BestSpeed is a valid level, so NewWriterLevel cannot fail.
-	gz, _ := gzip.NewWriterLevel(w, gzip.BestSpeed)
-	// MTIME 0 means "no time" (RFC 1952). The zero time.Time would not do:
-	// this gzip package writes its Unix seconds truncated, a bogus date.
-	gz.ModTime = time.Unix(0, 0)
-	cw := &Writer{d: d, gz: gz, buf: make([]byte, 0, flushSize+64<<10)}
+	head := orderHeader
 	if d == exportd.Payments {
-		cw.buf = append(cw.buf, paymentHeader...)
-	} else {
-		cw.buf = append(cw.buf, orderHeader...)
+		head = paymentHeader
 	}
-	return cw
+	return &Writer{d: d, out: recbuf.New(w, true, "csv", head)}
 }
 
 // Write appends the records of b, one row each.
 func (w *Writer) Write(b *exportd.Batch) error {
-	if w.err != nil {
-		return w.err
+	if err := w.out.Err(); err != nil {
+		return err
 	}
-	if w.closed {
+	if w.out.Closed() {
 		return errors.New("csvgz: write after close")
 	}
 	if b.Dataset != w.d {
@@ -77,14 +62,14 @@ func (w *Writer) Write(b *exportd.Batch) error {
 	if w.d == exportd.Payments {
 		for i := range b.Payments {
 			w.appendPayment(&b.Payments[i])
-			if err := w.maybeFlush(); err != nil {
+			if err := w.out.MaybeFlush(); err != nil {
 				return err
 			}
 		}
 	} else {
 		for i := range b.Orders {
 			w.appendOrder(&b.Orders[i])
-			if err := w.maybeFlush(); err != nil {
+			if err := w.out.MaybeFlush(); err != nil {
 				return err
 			}
 		}
@@ -93,7 +78,7 @@ func (w *Writer) Write(b *exportd.Batch) error {
 }
 
 func (w *Writer) appendOrder(o *exportd.Order) {
-	b := w.buf
+	b := w.out.Buf
 	b = strconv.AppendInt(b, o.ID, 10)
 	b = append(b, ',')
 	b = appendField(b, o.MerchantID)
@@ -127,11 +112,11 @@ func (w *Writer) appendOrder(o *exportd.Order) {
 	b = append(b, ',')
 	w.json = jsonrec.AppendPayments(w.json[:0], o.Payments)
 	b = appendField(b, w.json)
-	w.buf = append(b, '\r', '\n')
+	w.out.Buf = append(b, '\r', '\n')
 }
 
 func (w *Writer) appendPayment(p *exportd.Payment) {
-	b := w.buf
+	b := w.out.Buf
 	b = strconv.AppendInt(b, p.ID, 10)
 	b = append(b, ',')
 	b = strconv.AppendInt(b, p.OrderID, 10)
@@ -151,7 +136,7 @@ func (w *Writer) appendPayment(p *exportd.Payment) {
 	b = appendField(b, p.Result)
 	b = append(b, ',')
 	b = strconv.AppendInt(b, p.Amount, 10)
-	w.buf = append(b, '\r', '\n')
+	w.out.Buf = append(b, '\r', '\n')
 }
 
 func appendOptField(dst []byte, s *string) []byte {
@@ -187,36 +172,6 @@ func appendQuoted[S string | []byte](dst []byte, s S) []byte {
 	return append(dst, '"')
 }
 
-func (w *Writer) maybeFlush() error {
-	if len(w.buf) < flushSize {
-		return nil
-	}
-	return w.flush()
-}
-
-// flush hands the buffer to gzip. An error sticks: the stream is broken.
-func (w *Writer) flush() error {
-	if _, err := w.gz.Write(w.buf); err != nil {
-		w.err = fmt.Errorf("error compressing csv: %w", err)
-	}
-	w.buf = w.buf[:0]
-	return w.err
-}
-
-// Close compresses what is buffered and writes the gzip trailer.
-func (w *Writer) Close() error {
-	if w.closed {
-		return w.err
-	}
-	w.closed = true
-	if w.err != nil {
-		return w.err
-	}
-	if err := w.flush(); err != nil {
-		return err
-	}
-	if err := w.gz.Close(); err != nil {
-		w.err = fmt.Errorf("error closing csv gzip stream: %w", err)
-	}
-	return w.err
-}
+// Close ends the document and the stream; it does not close the
+// underlying io.Writer.
+func (w *Writer) Close() error { return w.out.Close("") }

@@ -23,14 +23,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/klauspost/compress/gzip"
-
 	"github.com/exportd/exportd"
+	"github.com/exportd/exportd/format/internal/recbuf"
 	"github.com/exportd/exportd/format/jsonrec"
 )
-
-// flushSize is how many encoded bytes collect before they go to gzip.
-const flushSize = 256 << 10
 
 // TimeLayout is Doshii's timestamp layout ("2019-01-01T12:00:00.000Z"):
 // exported times are truncated to the millisecond to match it.
@@ -38,30 +34,22 @@ const TimeLayout = "2006-01-02T15:04:05.000Z"
 
 // Writer writes one dataset as a gzip JSON array.
 type Writer struct {
-	d      exportd.Dataset
-	gz     *gzip.Writer
-	buf    []byte
-	n      int64 // records written, to place the commas
-	err    error
-	closed bool
+	d   exportd.Dataset
+	out *recbuf.Buffer
+	n   int64 // records written, to place the commas
 }
 
 // NewWriter returns a writer of dataset d that writes to w.
 func NewWriter(d exportd.Dataset, w io.Writer) *Writer {
-	// BestSpeed is a valid level, so NewWriterLevel cannot fail.
-	gz, _ := gzip.NewWriterLevel(w, gzip.BestSpeed)
-	// MTIME 0 means "no time" (RFC 1952); see format/jsonl.
-	gz.ModTime = time.Unix(0, 0)
-	buf := make([]byte, 0, flushSize+64<<10)
-	return &Writer{d: d, gz: gz, buf: append(buf, '[')}
+	return &Writer{d: d, out: recbuf.New(w, true, "doshii json", "[")}
 }
 
 // Write appends the records of b to the array.
 func (w *Writer) Write(b *exportd.Batch) error {
-	if w.err != nil {
-		return w.err
+	if err := w.out.Err(); err != nil {
+		return err
 	}
-	if w.closed {
+	if w.out.Closed() {
 		return errors.New("doshiijson: write after close")
 	}
 	if b.Dataset != w.d {
@@ -69,50 +57,21 @@ func (w *Writer) Write(b *exportd.Batch) error {
 	}
 	for i := range b.Len() {
 		if w.n > 0 {
-			w.buf = append(w.buf, ',')
+			w.out.Buf = append(w.out.Buf, ',')
 		}
 		w.n++
 		if w.d == exportd.Payments {
-			w.buf = AppendTransaction(w.buf, &b.Payments[i])
+			w.out.Buf = AppendTransaction(w.out.Buf, &b.Payments[i])
 		} else {
-			w.buf = AppendOrder(w.buf, &b.Orders[i])
+			w.out.Buf = AppendOrder(w.out.Buf, &b.Orders[i])
 		}
-		if len(w.buf) >= flushSize {
-			if err := w.flush(); err != nil {
+		{
+			if err := w.out.MaybeFlush(); err != nil {
 				return err
 			}
 		}
 	}
 	return nil
-}
-
-// flush hands the buffer to gzip. An error sticks: the stream is broken.
-func (w *Writer) flush() error {
-	if _, err := w.gz.Write(w.buf); err != nil {
-		w.err = fmt.Errorf("error compressing doshii json: %w", err)
-	}
-	w.buf = w.buf[:0]
-	return w.err
-}
-
-// Close ends the array, compresses what is buffered and writes the gzip
-// trailer; an empty file holds "[]".
-func (w *Writer) Close() error {
-	if w.closed {
-		return w.err
-	}
-	w.closed = true
-	if w.err != nil {
-		return w.err
-	}
-	w.buf = append(w.buf, ']')
-	if err := w.flush(); err != nil {
-		return err
-	}
-	if err := w.gz.Close(); err != nil {
-		w.err = fmt.Errorf("error closing doshii json gzip stream: %w", err)
-	}
-	return w.err
 }
 
 // AppendOrder appends o as a Doshii order object:
@@ -303,3 +262,7 @@ func appendOptString(dst []byte, s *string) []byte {
 	}
 	return jsonrec.AppendString(dst, *s)
 }
+
+// Close ends the document and the stream; it does not close the
+// underlying io.Writer.
+func (w *Writer) Close() error { return w.out.Close("]") }
