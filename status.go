@@ -79,6 +79,19 @@ type State struct {
 	CompletedAt    *time.Time `json:"completedAt,omitempty"`
 	AvailableUntil *time.Time `json:"availableUntil,omitempty"`
 	Error          *Failure   `json:"error,omitempty"`
+	// Retry is set while a step is being retried after a failure that
+	// may heal; it clears when the step succeeds.
+	Retry *Retry `json:"retry,omitempty"`
+}
+
+// Retry says that an export is retrying a step, why, and when it tries
+// next. Retries are bounded: past the bound the export fails.
+type Retry struct {
+	Step          string    `json:"step"`
+	Attempt       int       `json:"attempt"` // the attempt that runs next, 2 or more
+	LastError     string    `json:"lastError"`
+	Code          string    `json:"code"`
+	NextAttemptAt time.Time `json:"nextAttemptAt"`
 }
 
 // Failure is an error the user can act on.

@@ -3,12 +3,11 @@
 package activities
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"time"
 
@@ -29,12 +28,23 @@ type Source interface {
 	DistinctOrders(ctx context.Context, q postgres.Query, through exportd.Key) (int64, error)
 }
 
+// Records is where an export's committed parts and files are recorded;
+// *postgres.Files implements it.
+type Records interface {
+	CommitPart(ctx context.Context, p postgres.Part) error
+	Resume(ctx context.Context, exportID string) (postgres.Resume, error)
+	Summary(ctx context.Context, exportID string) (postgres.Summary, error)
+	Each(ctx context.Context, exportID string, fn func(exportd.FileInfo) error) error
+	Delete(ctx context.Context, exportID string) error
+}
+
 // Activities holds the dependencies of the export activities; the worker
 // registers its methods.
 type Activities struct {
-	Source Source
-	Store  blob.Store
-	Logger *slog.Logger
+	Source  Source
+	Store   blob.Store
+	Records Records
+	Logger  *slog.Logger
 	// Now is the clock that paces progress heartbeats.
 	Now func() time.Time
 	// ProgressEvery is how often the Export activity reports rows read
@@ -57,50 +67,63 @@ type Activities struct {
 func (a *Activities) Plan(ctx context.Context, in PlanInput) (PlanResult, error) {
 	n, err := a.Source.Count(ctx, query(in.Spec, exportd.Key{}))
 	if err != nil {
-		return PlanResult{}, fmt.Errorf("error counting rows: %w", err)
+		return PlanResult{}, classify(ctx, exportd.CodeSourceError, "counting the rows", err, nil)
 	}
 	return PlanResult{Total: n}, nil
 }
 
 // Export writes an export's data files in one pass over the source,
-// resuming after the last part committed by an earlier attempt.
+// resuming after the last part an earlier attempt recorded.
 func (a *Activities) Export(ctx context.Context, in ExportInput) (res ExportResult, err error) {
 	log := a.exportLogger(ctx, in.Spec)
 	started := a.now()
 	defer func() { a.observeExport(ctx, log, in.Spec, started, res, err) }()
-	var cp Checkpoint
-	if activity.HasHeartbeatDetails(ctx) {
-		if err := activity.GetHeartbeatDetails(ctx, &cp); err != nil {
-			log.Warn("unreadable checkpoint, starting over", "error", err)
-			cp = Checkpoint{}
-		}
+	from, err := a.Records.Resume(ctx, in.Spec.ExportID)
+	if err != nil {
+		return ExportResult{}, classify(ctx, exportd.CodeSourceError, "reading where to resume", err, nil)
 	}
-	cp.Total = in.Total
-	// Parts an earlier attempt wrote but never committed are discarded;
-	// parts it committed after its last heartbeat are written again, to
-	// the same bytes.
+	// Parts an earlier attempt wrote but never recorded are discarded, or
+	// written again to the same bytes.
 	if err := a.Store.DeleteUploads(ctx, in.Spec.ExportID+"/"); err != nil {
-		return ExportResult{}, fmt.Errorf("error discarding uncommitted parts: %w", err)
+		return ExportResult{}, classify(ctx, exportd.CodeStorageError, "discarding uncommitted parts", err, nil)
 	}
-	e := newExporter(ctx, a, in.Spec, cp, fmt.Sprintf("attempt%d", activity.GetInfo(ctx).Attempt))
-	if cp.Rows > 0 {
-		log.Info("resuming export", "part", cp.Part, "rows", cp.Rows, "cursor", cp.Cursor)
+	e := newExporter(ctx, a, in.Spec, from, in.Total, attemptTag(ctx, in.Attempt))
+	if from.Rows > 0 {
+		log.Info("resuming export", "part", from.Part, "rows", from.Rows, "cursor", from.Cursor)
 	}
-	if err := a.Source.Stream(ctx, query(in.Spec, cp.Cursor), e.write); err != nil {
+	// Progress shows at once, the resumed rows included.
+	e.heartbeat(a.now())
+	if err := a.Source.Stream(ctx, query(in.Spec, from.Cursor), e.write); err != nil {
 		e.abort()
-		return ExportResult{}, fmt.Errorf("error exporting: %w", err)
+		return ExportResult{}, classify(ctx, exportd.CodeSourceError, "reading the source", err, &e.beat)
 	}
 	if err := e.finish(); err != nil {
 		e.abort()
-		return ExportResult{}, err
+		return ExportResult{}, classify(ctx, exportd.CodeStorageError, "writing the files", err, &e.beat)
 	}
-	return ExportResult{Files: e.cp.Files, Rows: e.cp.Rows, Tally: e.cp.Tally, Totals: e.cp.Totals}, nil
+	return ExportResult{Rows: e.beat.Rows, Parts: e.beat.Part, FileCount: e.beat.Part * len(in.Spec.Formats)}, nil
 }
 
-// Finalize writes manifest.json. Its content depends only on the export,
-// so a retried Finalize writes the same bytes.
+// Finalize writes manifest.json from the export's recorded files,
+// streaming them, so the manifest is complete however many there are.
+// Its content depends only on the export, so a retried Finalize writes
+// the same bytes.
 func (a *Activities) Finalize(ctx context.Context, in FinalizeInput) (FinalizeResult, error) {
-	spec, out := in.Spec, in.Export
+	spec := in.Spec
+	sum, err := a.Records.Summary(ctx, spec.ExportID)
+	if err != nil {
+		return FinalizeResult{}, classify(ctx, exportd.CodeSourceError, "reading the recorded files", err, nil)
+	}
+	tally := sum.Tally
+	if spec.Dataset == exportd.Payments && sum.Rows > 0 {
+		// Distinct orders of a payments export are not a sum over parts;
+		// the database counts them over exactly the exported range.
+		n, err := a.Source.DistinctOrders(ctx, query(spec, exportd.Key{}), sum.LastKey)
+		if err != nil {
+			return FinalizeResult{}, classify(ctx, exportd.CodeSourceError, "counting distinct orders", err, nil)
+		}
+		tally.Orders = n
+	}
 	m := exportd.Manifest{
 		ExportID:      spec.ExportID,
 		MerchantID:    spec.MerchantID,
@@ -109,42 +132,26 @@ func (a *Activities) Finalize(ctx context.Context, in FinalizeInput) (FinalizeRe
 		End:           spec.End,
 		GeneratedAt:   in.GeneratedAt.UTC(),
 		SchemaVersion: exportd.SchemaVersion,
-		Rows:          out.Rows,
-		Files:         out.Files,
-		Tally:         out.Tally,
-		Totals:        out.Totals,
+		Rows:          sum.Rows,
+		Tally:         tally,
+		Totals:        sum.Totals,
 	}
-	if m.Files == nil {
-		m.Files = []exportd.FileInfo{}
-	}
-	if spec.Dataset == exportd.Payments && out.Rows > 0 {
-		// Distinct orders of a payments export would need a set as large
-		// as the export in the checkpoint; the database counts them over
-		// exactly the exported range instead.
-		n, err := a.Source.DistinctOrders(ctx, query(spec, exportd.Key{}), lastKey(out.Files))
-		if err != nil {
-			return FinalizeResult{}, fmt.Errorf("error counting distinct orders: %w", err)
-		}
-		m.Tally.Orders = n
-	}
-	body, err := json.MarshalIndent(m, "", "  ")
+	up, err := a.Store.Create(ctx, spec.ExportID+"/"+exportd.ManifestName, attemptTag(ctx, in.Attempt))
 	if err != nil {
-		return FinalizeResult{}, fmt.Errorf("error encoding manifest: %w", err)
+		return FinalizeResult{}, classify(ctx, exportd.CodeStorageError, "creating the manifest", err, nil)
 	}
-	body = append(body, '\n')
-	up, err := a.Store.Create(ctx, spec.ExportID+"/"+exportd.ManifestName, fmt.Sprintf("attempt%d", activity.GetInfo(ctx).Attempt))
-	if err != nil {
-		return FinalizeResult{}, fmt.Errorf("error creating manifest: %w", err)
-	}
-	if _, err := bytes.NewReader(body).WriteTo(up); err != nil {
+	h := sha256.New()
+	cw := &countWriter{w: io.MultiWriter(up, h)}
+	if err := writeManifest(cw, m, func(fn func(exportd.FileInfo) error) error {
+		return a.Records.Each(ctx, spec.ExportID, fn)
+	}); err != nil {
 		_ = up.Abort()
-		return FinalizeResult{}, fmt.Errorf("error writing manifest: %w", err)
+		return FinalizeResult{}, classify(ctx, exportd.CodeStorageError, "writing the manifest", err, nil)
 	}
 	if err := up.Commit(); err != nil {
-		return FinalizeResult{}, fmt.Errorf("error committing manifest: %w", err)
+		return FinalizeResult{}, classify(ctx, exportd.CodeStorageError, "committing the manifest", err, nil)
 	}
-	sum := sha256.Sum256(body)
-	return FinalizeResult{Tally: m.Tally, Bytes: int64(len(body)), SHA256: hex.EncodeToString(sum[:])}, nil
+	return FinalizeResult{Tally: tally, Bytes: cw.n, SHA256: hex.EncodeToString(h.Sum(nil))}, nil
 }
 
 // Purge deletes every file of an export, committed or not.
@@ -153,7 +160,12 @@ func (a *Activities) Purge(ctx context.Context, in PurgeInput) (PurgeResult, err
 		return PurgeResult{}, fmt.Errorf("invalid export id %q", in.ExportID)
 	}
 	if err := a.Store.DeletePrefix(ctx, in.ExportID+"/"); err != nil {
-		return PurgeResult{}, fmt.Errorf("error purging export: %w", err)
+		return PurgeResult{}, classify(ctx, exportd.CodeStorageError, "deleting the files", err, nil)
+	}
+	// The record goes after the files: a purge cut short in between is
+	// retried and still finds what to delete.
+	if err := a.Records.Delete(ctx, in.ExportID); err != nil {
+		return PurgeResult{}, classify(ctx, exportd.CodeSourceError, "forgetting the files", err, nil)
 	}
 	return PurgeResult{Purged: true}, nil
 }
@@ -165,6 +177,12 @@ func (a *Activities) logger(ctx context.Context) *slog.Logger {
 	}
 	info := activity.GetInfo(ctx)
 	return l.With("workflow_id", info.WorkflowExecution.ID, "activity", info.ActivityType.Name, "attempt", info.Attempt)
+}
+
+// attemptTag names an attempt's uploads: the workflow's attempt number
+// when it retries the step itself, else Temporal's.
+func attemptTag(ctx context.Context, attempt int) string {
+	return fmt.Sprintf("attempt%d", max(attempt, int(activity.GetInfo(ctx).Attempt)))
 }
 
 func (a *Activities) now() time.Time {
@@ -183,14 +201,4 @@ func query(s exportd.Spec, after exportd.Key) postgres.Query {
 		Locations:  s.Locations,
 		After:      after,
 	}
-}
-
-func lastKey(files []exportd.FileInfo) exportd.Key {
-	var k exportd.Key
-	for _, f := range files {
-		if f.Rows > 0 && k.Less(f.LastKey) {
-			k = f.LastKey
-		}
-	}
-	return k
 }

@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"sort"
@@ -19,6 +20,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/converter"
+	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/exportd/exportd"
@@ -53,7 +55,7 @@ func newFixture(t *testing.T, pool *pgxpool.Pool) *fixture {
 	t.Cleanup(func() { store.Close() })
 	// An odd page size makes pages straddle part boundaries.
 	return &fixture{pool: pool, dir: dir, store: store,
-		acts: &activities.Activities{Source: &postgres.Source{Pool: pool, PageSize: 97}, Store: store}}
+		acts: &activities.Activities{Source: &postgres.Source{Pool: pool, PageSize: 97}, Store: store, Records: &postgres.Files{Pool: pool}}}
 }
 
 func seededPool(t *testing.T) *pgxpool.Pool {
@@ -76,8 +78,9 @@ func spec(id string, d exportd.Dataset, start, end time.Time, maxRows int, forma
 	return s
 }
 
-// run executes the whole activity sequence of a successful export.
-func (f *fixture) run(t *testing.T, s exportd.Spec) (activities.ExportResult, activities.FinalizeResult) {
+// run executes the whole activity sequence of a successful export and
+// returns its manifest.
+func (f *fixture) run(t *testing.T, s exportd.Spec) (exportd.Manifest, activities.FinalizeResult) {
 	t.Helper()
 	var ts testsuite.WorkflowTestSuite
 	env := ts.NewTestActivityEnvironment()
@@ -91,11 +94,25 @@ func (f *fixture) run(t *testing.T, s exportd.Spec) (activities.ExportResult, ac
 	var out activities.ExportResult
 	require.NoError(t, v.Get(&out))
 	require.Equal(t, plan.Total, out.Rows, "rows written equal rows planned")
-	v, err = env.ExecuteActivity(f.acts.Finalize, activities.FinalizeInput{Spec: s, Export: out, GeneratedAt: seedEnd})
+	v, err = env.ExecuteActivity(f.acts.Finalize, activities.FinalizeInput{Spec: s, GeneratedAt: seedEnd})
 	require.NoError(t, err)
 	var fin activities.FinalizeResult
 	require.NoError(t, v.Get(&fin))
-	return out, fin
+	m := f.manifest(t, s.ExportID)
+	require.Equal(t, out.Rows, m.Rows)
+	require.Equal(t, out.FileCount, len(m.Files))
+	return m, fin
+}
+
+// manifest reads an export's committed manifest.json.
+func (f *fixture) manifest(t *testing.T, exportID string) exportd.Manifest {
+	t.Helper()
+	obj, err := f.store.Open(context.Background(), exportID+"/"+exportd.ManifestName)
+	require.NoError(t, err)
+	defer obj.Close()
+	var m exportd.Manifest
+	require.NoError(t, json.NewDecoder(obj).Decode(&m))
+	return m
 }
 
 // files returns name -> sha256 of everything under an export's directory,
@@ -219,15 +236,22 @@ func TestExportOrdersMatchesSQL(t *testing.T) {
 		merchant, start, end).Scan(&sumTotal, &locations, &txns, &amount))
 	require.Equal(t, sumTotal, out.Totals.Total)
 	require.Equal(t, exportd.Tally{Locations: locations, Orders: int64(len(want)), Transactions: txns, Amount: amount}, fin.Tally)
+	require.Equal(t, fin.Tally, out.Tally)
+	require.Equal(t, exportd.SchemaVersion, out.SchemaVersion)
 
+	// The manifest's bytes are what json.MarshalIndent gives, though
+	// its files were streamed from their records.
 	obj, err := f.store.Open(context.Background(), "orders1/"+exportd.ManifestName)
 	require.NoError(t, err)
 	defer obj.Close()
-	var m exportd.Manifest
-	require.NoError(t, json.NewDecoder(obj).Decode(&m))
-	require.Equal(t, out.Files, m.Files)
-	require.Equal(t, fin.Tally, m.Tally)
-	require.Equal(t, exportd.SchemaVersion, m.SchemaVersion)
+	raw, err := io.ReadAll(obj)
+	require.NoError(t, err)
+	want2, err := json.MarshalIndent(out, "", "  ")
+	require.NoError(t, err)
+	require.Equal(t, string(append(want2, '\n')), string(raw))
+	sum := sha256.Sum256(raw)
+	require.Equal(t, hex.EncodeToString(sum[:]), fin.SHA256)
+	require.Equal(t, int64(len(raw)), fin.Bytes)
 }
 
 func TestExportPaymentsTallyCountsDistinctOrders(t *testing.T) {
@@ -281,41 +305,57 @@ func (s *failingSource) Stream(ctx context.Context, q postgres.Query, fn func(*e
 }
 
 // TestExportResumeIsByteIdentical interrupts an export mid-part, then runs
-// a second attempt from the checkpoint the first heartbeated (and, in the
-// stale case, from an older one, as after a lost heartbeat). The result
-// must be the same files, byte for byte, as an uninterrupted export.
+// a second attempt, which resumes after the last part recorded in
+// PostgreSQL (and, in the unrecorded case, after an older one, as after a
+// crash between a part's blob commit and its record). The result must be
+// the same files, byte for byte, as an uninterrupted export, each
+// recorded once.
 func TestExportResumeIsByteIdentical(t *testing.T) {
 	pool := seededPool(t)
 	ref := newFixture(t, pool)
 	s := spec("resume1", exportd.Orders, seedStart, seedEnd, 600, exportd.Formats...)
-	refOut, _ := ref.run(t, s)
+	refMan, refFin := ref.run(t, s)
 	want := ref.files(t, "resume1")
+	// The reference's records go; each case writes its own.
+	require.NoError(t, (&postgres.Files{Pool: pool}).Delete(context.Background(), "resume1"))
 
 	for _, tc := range []struct {
-		name  string
-		stale bool
-	}{{"last checkpoint", false}, {"stale checkpoint", true}} {
+		name       string
+		unrecorded bool
+	}{{"last part recorded", false}, {"last part committed but not recorded", true}} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFixture(t, pool)
 			f.acts.Source = &failingSource{Source: f.acts.Source, pages: 15} // 15 pages of 97 rows: 2 parts and some
 			var ts testsuite.WorkflowTestSuite
 			env := ts.NewTestActivityEnvironment()
 			env.RegisterActivity(f.acts)
-			var checkpoints []activities.Checkpoint
+			var beats []activities.Heartbeat
 			env.SetOnActivityHeartbeatListener(func(_ *activity.Info, d converter.EncodedValues) {
-				var cp activities.Checkpoint
-				require.NoError(t, d.Get(&cp))
-				checkpoints = append(checkpoints, cp)
+				var hb activities.Heartbeat
+				require.NoError(t, d.Get(&hb))
+				beats = append(beats, hb)
 			})
-			_, err := env.ExecuteActivity(f.acts.Export, activities.ExportInput{Spec: s, Total: refOut.Rows})
+			_, err := env.ExecuteActivity(f.acts.Export, activities.ExportInput{Spec: s, Total: refMan.Rows})
 			require.ErrorContains(t, err, errCrash.Error())
-			require.GreaterOrEqual(t, len(checkpoints), 2)
-			cp := checkpoints[len(checkpoints)-1]
-			require.Equal(t, 2, cp.Part)
-			require.Equal(t, int64(1200), cp.Rows)
-			if tc.stale {
-				cp = checkpoints[0]
-				require.Equal(t, 1, cp.Part)
+			var app *temporal.ApplicationError
+			require.ErrorAs(t, err, &app)
+			require.Equal(t, exportd.CodeSourceError, app.Type(), "an unclassified source failure is a transient source error")
+			require.False(t, app.NonRetryable())
+			var last activities.Heartbeat
+			require.NoError(t, app.Details(&last), "the failure carries the progress made")
+			require.Equal(t, activities.Heartbeat{Done: 15 * 97, Total: refMan.Rows, Part: 2, Rows: 1200}, last)
+			require.NotEmpty(t, beats)
+
+			records := &postgres.Files{Pool: pool}
+			from, err := records.Resume(context.Background(), "resume1")
+			require.NoError(t, err)
+			require.Equal(t, 2, from.Part)
+			require.Equal(t, int64(1200), from.Rows)
+			if tc.unrecorded {
+				_, err := pool.Exec(context.Background(), "DELETE FROM export_parts WHERE export_id = 'resume1' AND part = 1")
+				require.NoError(t, err)
+				_, err = pool.Exec(context.Background(), "DELETE FROM export_files WHERE export_id = 'resume1' AND part = 1")
+				require.NoError(t, err)
 			}
 			// A failed attempt aborts its open part; a killed one cannot,
 			// and leaves a half-written upload like this one behind.
@@ -329,19 +369,24 @@ func TestExportResumeIsByteIdentical(t *testing.T) {
 			f.acts.Source = &postgres.Source{Pool: pool, PageSize: 50} // a different page size, too
 			env2 := ts.NewTestActivityEnvironment()
 			env2.RegisterActivity(f.acts)
-			env2.SetHeartbeatDetails(cp)
-			v, err := env2.ExecuteActivity(f.acts.Export, activities.ExportInput{Spec: s, Total: refOut.Rows})
+			v, err := env2.ExecuteActivity(f.acts.Export, activities.ExportInput{Spec: s, Total: refMan.Rows})
 			require.NoError(t, err)
 			var out activities.ExportResult
 			require.NoError(t, v.Get(&out))
-			require.Equal(t, refOut.Files, out.Files)
-			require.Equal(t, refOut.Tally, out.Tally)
-			require.Equal(t, refOut.Totals, out.Totals)
+			require.Equal(t, refMan.Rows, out.Rows)
+			require.Equal(t, len(refMan.Files), out.FileCount)
+
+			v, err = env2.ExecuteActivity(f.acts.Finalize, activities.FinalizeInput{Spec: s, GeneratedAt: seedEnd})
+			require.NoError(t, err)
+			var fin activities.FinalizeResult
+			require.NoError(t, v.Get(&fin))
+			require.Equal(t, refFin, fin, "same manifest, byte for byte: every part recorded once")
+			require.Equal(t, refMan, f.manifest(t, "resume1"))
 
 			got := f.files(t, "resume1")
 			require.Empty(t, uploads(got), "uncommitted parts are discarded")
-			delete(want, exportd.ManifestName)
 			require.Equal(t, want, got)
+			require.NoError(t, records.Delete(context.Background(), "resume1"))
 		})
 	}
 }
@@ -370,6 +415,9 @@ func TestPurgeRemovesEverything(t *testing.T) {
 	require.NoError(t, err)
 	_, err = os.Stat(filepath.Join(f.dir, "purge1", "orders-00000.csv.gz"))
 	require.ErrorIs(t, err, os.ErrNotExist)
+	recorded, err := (&postgres.Files{Pool: pool}).Recorded(context.Background(), "purge1")
+	require.NoError(t, err)
+	require.False(t, recorded, "the purge forgets the records too")
 	// Purging again is fine: the workflow may retry it.
 	_, err = env.ExecuteActivity(f.acts.Purge, activities.PurgeInput{ExportID: "purge1"})
 	require.NoError(t, err)

@@ -16,6 +16,7 @@ import (
 	"github.com/exportd/exportd"
 	"github.com/exportd/exportd/blob"
 	"github.com/exportd/exportd/format"
+	"github.com/exportd/exportd/postgres"
 )
 
 // exporter routes the records of one Export attempt into part files. All
@@ -27,19 +28,20 @@ type exporter struct {
 	spec exportd.Spec
 	tag  string
 
-	cp        Checkpoint // as of the last commit
-	tally     exportd.Tally
-	totals    exportd.Totals
-	locations map[string]struct{}
-	part      *part // open part, nil between parts
-	lastBeat  time.Time
+	beat     Heartbeat // progress; Part and Rows as of the last commit
+	part     *part     // open part, nil between parts
+	lastBeat time.Time
 }
 
-// part is one part number being written in every requested format.
+// part is one part number being written in every requested format, with
+// its share of the tally.
 type part struct {
 	rows        int64
 	first, last exportd.Key
 	files       []*partFile
+	tally       exportd.Tally
+	totals      exportd.Totals
+	locations   map[string]struct{}
 }
 
 // partFile is one format's file of a part: format writer -> buffer ->
@@ -52,23 +54,32 @@ type partFile struct {
 	n      int64
 	buf    *bufio.Writer
 	w      format.Writer
+	err    error // the blob store's write error, if any
 }
 
 func (f *partFile) Write(p []byte) (int, error) {
 	n, err := f.up.Write(p)
 	f.sum.Write(p[:n])
 	f.n += int64(n)
+	if err != nil && f.err == nil {
+		f.err = err
+	}
 	return n, err
 }
 
-func newExporter(ctx context.Context, a *Activities, spec exportd.Spec, cp Checkpoint, tag string) *exporter {
-	e := &exporter{ctx: ctx, a: a, spec: spec, tag: tag, cp: cp, tally: cp.Tally, totals: cp.Totals,
-		locations: make(map[string]struct{}, len(cp.Locations)), lastBeat: a.now()}
-	for _, l := range cp.Locations {
-		e.locations[l] = struct{}{}
+// failed classifies an error from writing the file: the blob store's own
+// errors are storage errors, whatever the format writer wrapped them in;
+// anything else is the writer's and ends the export as internal.
+func (f *partFile) failed(err error) error {
+	if f.err != nil {
+		return exportd.StorageError(f.err, "could not write %s to the blob store", f.name)
 	}
-	e.cp.Done = cp.Rows
-	return e
+	return &exportd.Error{Code: exportd.CodeInternal, Message: fmt.Sprintf("could not encode %s", f.name), Err: err}
+}
+
+func newExporter(ctx context.Context, a *Activities, spec exportd.Spec, from postgres.Resume, total int64, tag string) *exporter {
+	return &exporter{ctx: ctx, a: a, spec: spec, tag: tag, lastBeat: a.now(),
+		beat: Heartbeat{Done: from.Rows, Total: total, Part: from.Part, Rows: from.Rows}}
 }
 
 // write is the Stream callback: it splits a page at part boundaries.
@@ -84,16 +95,16 @@ func (e *exporter) write(b *exportd.Batch) error {
 		s := b.Slice(i, i+k)
 		for _, f := range e.part.files {
 			if err := f.w.Write(s); err != nil {
-				return fmt.Errorf("error writing %s: %w", f.name, err)
+				return f.failed(err)
 			}
 		}
-		e.account(s)
+		e.part.account(s)
 		if e.part.rows == 0 {
 			e.part.first = s.Key(0)
 		}
 		e.part.last = s.Key(k - 1)
 		e.part.rows += int64(k)
-		e.cp.Done += int64(k)
+		e.beat.Done += int64(k)
 		i += k
 		if e.part.rows == limit {
 			if err := e.commit(); err != nil {
@@ -123,7 +134,7 @@ var errWorkerStopping = errors.New("worker stopping; the export resumes from its
 // finish commits the last part. An export with no rows still gets one
 // valid, empty file per format, so clients always have a schema to read.
 func (e *exporter) finish() error {
-	if e.part == nil && e.cp.Part == 0 {
+	if e.part == nil && e.beat.Part == 0 {
 		if err := e.open(); err != nil {
 			return err
 		}
@@ -135,13 +146,13 @@ func (e *exporter) finish() error {
 }
 
 func (e *exporter) open() error {
-	p := &part{}
+	p := &part{locations: map[string]struct{}{}}
 	for _, f := range e.spec.Formats {
-		name := fmt.Sprintf("%s-%05d%s", e.spec.Dataset, e.cp.Part, f.Ext())
+		name := fmt.Sprintf("%s-%05d%s", e.spec.Dataset, e.beat.Part, f.Ext())
 		up, err := e.a.Store.Create(e.ctx, e.spec.ExportID+"/"+name, e.tag)
 		if err != nil {
 			p.abort()
-			return fmt.Errorf("error creating %s: %w", name, err)
+			return exportd.StorageError(err, "could not create %s in the blob store", name)
 		}
 		pf := &partFile{format: f, name: name, up: up, sum: sha256.New()}
 		pf.buf = bufio.NewWriterSize(pf, 256<<10)
@@ -157,51 +168,55 @@ func (e *exporter) open() error {
 	return nil
 }
 
-// commit closes and commits every file of the open part, then records the
-// new resume point in a heartbeat.
+// commit closes and commits every file of the open part, records the
+// part in PostgreSQL, then reports the progress in a heartbeat. A crash
+// between the blob commit and the record leaves the part unrecorded: the
+// next attempt writes it again, to the same bytes, and records it once.
 func (e *exporter) commit() error {
 	p := e.part
-	infos := make([]exportd.FileInfo, 0, len(p.files))
+	rec := postgres.Part{
+		ExportID: e.spec.ExportID, Part: e.beat.Part, Rows: p.rows, FirstKey: p.first, LastKey: p.last,
+		Tally: p.tally, Totals: p.totals, Locations: make([]string, 0, len(p.locations)),
+		Files: make([]exportd.FileInfo, 0, len(p.files)),
+	}
 	for _, f := range p.files {
 		if err := f.w.Close(); err != nil {
-			return fmt.Errorf("error closing %s: %w", f.name, err)
+			return f.failed(err)
 		}
 		if err := f.buf.Flush(); err != nil {
-			return fmt.Errorf("error flushing %s: %w", f.name, err)
+			return f.failed(err)
 		}
-		infos = append(infos, exportd.FileInfo{
-			Name: f.name, Format: f.format, Part: e.cp.Part, Rows: p.rows, Bytes: f.n,
+		rec.Files = append(rec.Files, exportd.FileInfo{
+			Name: f.name, Format: f.format, Part: e.beat.Part, Rows: p.rows, Bytes: f.n,
 			SHA256: hex.EncodeToString(f.sum.Sum(nil)), FirstKey: p.first, LastKey: p.last,
 		})
 	}
 	for _, f := range p.files {
 		if err := f.up.Commit(); err != nil {
-			return fmt.Errorf("error committing %s: %w", f.name, err)
+			return exportd.StorageError(err, "could not commit %s to the blob store", f.name)
 		}
-		e.a.Metrics.FileCommitted(string(e.spec.Dataset), string(f.format), p.rows, f.n)
+	}
+	for l := range p.locations {
+		rec.Locations = append(rec.Locations, l)
+	}
+	slices.Sort(rec.Locations)
+	rec.CommittedAt = e.a.now().UTC()
+	if err := e.a.Records.CommitPart(e.ctx, rec); err != nil {
+		return exportd.SourceError(err, false, "could not record part %d in PostgreSQL", e.beat.Part)
+	}
+	for _, f := range rec.Files {
+		e.a.Metrics.FileCommitted(string(e.spec.Dataset), string(f.Format), f.Rows, f.Bytes)
 	}
 	e.a.Metrics.PartCommitted(string(e.spec.Dataset))
 	e.part = nil
-	e.cp.Files = append(e.cp.Files, infos...)
-	e.cp.Part++
-	e.cp.Rows += p.rows
-	if p.rows > 0 {
-		e.cp.Cursor = p.last
-	}
-	e.cp.Tally = e.tally
-	e.cp.Tally.Locations = len(e.locations)
-	e.cp.Totals = e.totals
-	e.cp.Locations = make([]string, 0, len(e.locations))
-	for l := range e.locations {
-		e.cp.Locations = append(e.cp.Locations, l)
-	}
-	slices.Sort(e.cp.Locations)
+	e.beat.Part++
+	e.beat.Rows += p.rows
 	e.heartbeat(e.a.now())
 	return nil
 }
 
 func (e *exporter) heartbeat(now time.Time) {
-	activity.RecordHeartbeat(e.ctx, e.cp)
+	activity.RecordHeartbeat(e.ctx, e.beat)
 	e.lastBeat = now
 }
 
@@ -219,41 +234,41 @@ func (p *part) abort() {
 	}
 }
 
-// account adds a slice of records to the running tally and totals.
-func (e *exporter) account(b *exportd.Batch) {
+// account adds a slice of records to the part's tally and totals.
+func (p *part) account(b *exportd.Batch) {
 	if b.Dataset == exportd.Payments {
 		for i := range b.Payments {
-			p := &b.Payments[i]
-			e.tally.Transactions++
-			e.tally.Amount += p.Amount
-			e.totals.Amount += p.Amount
-			e.location(p.LocationID)
+			x := &b.Payments[i]
+			p.tally.Transactions++
+			p.tally.Amount += x.Amount
+			p.totals.Amount += x.Amount
+			p.location(x.LocationID)
 		}
 		return
 	}
 	for i := range b.Orders {
 		o := &b.Orders[i]
-		e.tally.Orders++
-		e.totals.Subtotal += o.Subtotal
-		e.totals.Tax += o.Tax
+		p.tally.Orders++
+		p.totals.Subtotal += o.Subtotal
+		p.totals.Tax += o.Tax
 		if o.Tip != nil {
-			e.totals.Tip += *o.Tip
+			p.totals.Tip += *o.Tip
 		}
-		e.totals.Total += o.Total
+		p.totals.Total += o.Total
 		for j := range o.Payments {
-			e.tally.Transactions++
-			e.tally.Amount += o.Payments[j].Amount
+			p.tally.Transactions++
+			p.tally.Amount += o.Payments[j].Amount
 		}
-		e.location(o.LocationID)
+		p.location(o.LocationID)
 	}
 }
 
-func (e *exporter) location(id *string) {
+func (p *part) location(id *string) {
 	if id == nil {
 		return
 	}
-	if _, ok := e.locations[*id]; !ok {
-		e.locations[*id] = struct{}{}
+	if _, ok := p.locations[*id]; !ok {
+		p.locations[*id] = struct{}{}
 	}
 }
 

@@ -1,6 +1,8 @@
 package activities
 
 import (
+	"go.temporal.io/sdk/temporal"
+
 	"context"
 	"errors"
 	"log/slog"
@@ -29,9 +31,10 @@ const (
 func (a *Activities) observeExport(ctx context.Context, log *slog.Logger, s exportd.Spec, started time.Time, res ExportResult, err error) {
 	d := a.now().Sub(started)
 	outcome := outcomeSucceeded
+	var app *temporal.ApplicationError
 	switch {
 	case err == nil:
-	case errors.Is(err, errWorkerStopping):
+	case errors.Is(err, errWorkerStopping) || errors.As(err, &app) && app.Type() == ErrTypeWorkerStopping:
 		outcome = outcomeInterrupted
 	case ctx.Err() != nil:
 		outcome = outcomeCanceled
@@ -42,7 +45,7 @@ func (a *Activities) observeExport(ctx context.Context, log *slog.Logger, s expo
 	attrs := []any{"outcome", outcome, "duration_ms", d.Milliseconds()}
 	switch outcome {
 	case outcomeSucceeded:
-		log.Info("export attempt finished", append(attrs, "rows", res.Rows, "files", len(res.Files))...)
+		log.Info("export attempt finished", append(attrs, "rows", res.Rows, "files", res.FileCount)...)
 	case outcomeFailed:
 		log.Warn("export attempt failed", append(attrs, "error", err)...)
 	default:

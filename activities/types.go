@@ -20,38 +20,38 @@ type PlanResult struct {
 type ExportInput struct {
 	Spec  exportd.Spec `json:"spec"`
 	Total int64        `json:"total"`
+	// Attempt numbers the workflow's attempts at this step, from 1; each
+	// is an activity execution of its own, whose uploads it names.
+	Attempt int `json:"attempt,omitempty"`
 }
 
-// ExportResult describes the committed data files and what they hold.
+// ExportResult says how much the Export activity wrote. The files
+// themselves are recorded in PostgreSQL as their parts commit: this
+// result, like every payload, is the same size for 10 files or 100,000.
 type ExportResult struct {
-	Files  []exportd.FileInfo `json:"files"`
-	Rows   int64              `json:"rows"`
-	Tally  exportd.Tally      `json:"tally"`
-	Totals exportd.Totals     `json:"totals"`
+	Rows      int64 `json:"rows"`
+	Parts     int   `json:"parts"`
+	FileCount int   `json:"fileCount"` // not "files": histories recorded before carry a list there
 }
 
-// Checkpoint is the Export activity's heartbeat detail. Everything but
-// Done describes the last committed part, which is where a retried attempt
-// resumes; Done counts rows read so far, for percent complete.
-type Checkpoint struct {
+// Heartbeat is the Export activity's heartbeat detail: progress only.
+// Where a retried attempt resumes is read from the parts recorded in
+// PostgreSQL, not from here, so a lost heartbeat loses nothing.
+type Heartbeat struct {
 	// Done and Total come first so operators see progress at the top of
 	// the heartbeat details in the Web UI; fields decode by name.
-	Done      int64              `json:"done"`
-	Total     int64              `json:"total"`
-	Cursor    exportd.Key        `json:"cursor"`
-	Part      int                `json:"part"` // next part number
-	Rows      int64              `json:"rows"` // rows committed
-	Tally     exportd.Tally      `json:"tally"`
-	Totals    exportd.Totals     `json:"totals"`
-	Locations []string           `json:"locations,omitempty"` // distinct, sorted
-	Files     []exportd.FileInfo `json:"files"`
+	Done  int64 `json:"done"`  // rows read so far
+	Total int64 `json:"total"` // rows planned
+	Part  int   `json:"part"`  // parts committed
+	Rows  int64 `json:"rows"`  // rows committed
 }
 
-// FinalizeInput asks for the manifest of a finished export.
+// FinalizeInput asks for the manifest of a finished export; the files
+// are read from their records.
 type FinalizeInput struct {
 	Spec        exportd.Spec `json:"spec"`
-	Export      ExportResult `json:"export"`
 	GeneratedAt time.Time    `json:"generatedAt"`
+	Attempt     int          `json:"attempt,omitempty"`
 }
 
 // FinalizeResult describes the committed manifest. It carries the final

@@ -295,12 +295,14 @@ func (s *faultStack) waitSucceeded(t *testing.T, id string) exportDoc {
 }
 
 // exportAttempt is the pending Export activity of an export as Temporal
-// sees it (attempt 0: none is pending), with the checkpoint a retry
-// resumes from: the last heartbeat of any attempt.
+// sees it (attempt 0: none is pending), with its last heartbeat. The
+// workflow retries the step itself, each attempt an activity of its own,
+// so the attempt number counts the Export activities scheduled so far.
 type exportAttempt struct {
 	Attempt    int32
 	Running    bool
-	Checkpoint activities.Checkpoint
+	Beat       bool // the attempt has heartbeated
+	Checkpoint activities.Heartbeat
 }
 
 func (s *faultStack) exportAttempt(ctx context.Context, id string) (exportAttempt, error) {
@@ -312,11 +314,16 @@ func (s *faultStack) exportAttempt(ctx context.Context, id string) (exportAttemp
 	}
 	for _, pa := range d.GetPendingActivities() {
 		if pa.GetActivityType().GetName() == "Export" {
-			a := exportAttempt{Attempt: pa.GetAttempt(), Running: pa.GetState() == enumspb.PENDING_ACTIVITY_STATE_STARTED}
+			n, err := s.exportsScheduled(ctx, id)
+			if err != nil {
+				return exportAttempt{}, err
+			}
+			a := exportAttempt{Attempt: n, Running: pa.GetState() == enumspb.PENDING_ACTIVITY_STATE_STARTED}
 			if pa.GetHeartbeatDetails() != nil {
 				if err := converter.GetDefaultDataConverter().FromPayloads(pa.GetHeartbeatDetails(), &a.Checkpoint); err != nil {
-					return a, fmt.Errorf("error decoding checkpoint: %w", err)
+					return a, fmt.Errorf("error decoding heartbeat: %w", err)
 				}
+				a.Beat = true
 			}
 			return a, nil
 		}
@@ -329,22 +336,23 @@ func (s *faultStack) exportAttempt(ctx context.Context, id string) (exportAttemp
 func (s *faultStack) finalAttempt(ctx context.Context, id string) (int32, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
+	return s.exportsScheduled(ctx, id)
+}
+
+// exportsScheduled counts the Export activities in an export's history.
+func (s *faultStack) exportsScheduled(ctx context.Context, id string) (int32, error) {
 	it := s.tc.GetWorkflowHistory(ctx, workflows.WorkflowID(id), "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
-	exports := map[int64]bool{} // scheduled event id -> is an Export
-	var attempt int32
+	var n int32
 	for it.HasNext() {
 		e, err := it.Next()
 		if err != nil {
 			return 0, err
 		}
-		if a := e.GetActivityTaskScheduledEventAttributes(); a != nil {
-			exports[e.GetEventId()] = a.GetActivityType().GetName() == "Export"
-		}
-		if a := e.GetActivityTaskStartedEventAttributes(); a != nil && exports[a.GetScheduledEventId()] {
-			attempt = a.GetAttempt()
+		if a := e.GetActivityTaskScheduledEventAttributes(); a != nil && a.GetActivityType().GetName() == "Export" {
+			n++
 		}
 	}
-	return attempt, nil
+	return n, nil
 }
 
 // waitAttemptRunning polls until an Export attempt numbered above after
@@ -354,7 +362,7 @@ func (s *faultStack) waitAttemptRunning(t *testing.T, id string, after int32) (t
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
 		a, err := s.exportAttempt(context.Background(), id)
-		if err == nil && a.Running && a.Attempt > after {
+		if err == nil && a.Running && a.Beat && a.Attempt > after {
 			return time.Now(), a
 		}
 		if doc, err := s.get(context.Background(), id); err == nil && doc.Status == "succeeded" {

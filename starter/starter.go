@@ -124,9 +124,9 @@ func Describe(ctx context.Context, c client.Client, exportID string) (exportd.St
 		if pa.GetActivityType().GetName() != "Export" || pa.GetHeartbeatDetails() == nil {
 			continue
 		}
-		var cp activities.Checkpoint
-		if err := converter.GetDefaultDataConverter().FromPayloads(pa.GetHeartbeatDetails(), &cp); err == nil {
-			s.Progress = exportd.Progress{Rows: cp.Done, Total: max(cp.Total, s.Progress.Total)}
+		var hb activities.Heartbeat
+		if err := converter.GetDefaultDataConverter().FromPayloads(pa.GetHeartbeatDetails(), &hb); err == nil {
+			s.Progress = exportd.Progress{Rows: max(hb.Done, s.Progress.Rows), Total: max(hb.Total, s.Progress.Total)}
 		}
 	}
 	return s, nil

@@ -26,7 +26,7 @@ import (
 type poll struct {
 	state     exportd.State
 	status    enumspb.WorkflowExecutionStatus
-	heartbeat *activities.Checkpoint
+	heartbeat *activities.Heartbeat
 	err       error
 }
 
@@ -79,7 +79,7 @@ func TestWaitReportsProgressUntilReady(t *testing.T) {
 	c := &describeClient{t: t, polls: []poll{
 		{state: state(exportd.PhaseQueued, 0, 0)},
 		{state: state(exportd.PhaseExporting, 0, 1000)},
-		{state: state(exportd.PhaseExporting, 0, 1000), heartbeat: &activities.Checkpoint{Done: 400, Total: 1000}},
+		{state: state(exportd.PhaseExporting, 0, 1000), heartbeat: &activities.Heartbeat{Done: 400, Total: 1000}},
 		{state: state(exportd.PhaseReady, 1000, 1000)},
 		{err: errors.New("polled after READY")},
 	}}

@@ -19,6 +19,8 @@ type Options struct {
 	// MaxConcurrentExports bounds the export activities this worker runs
 	// at once; zero means two, one per core of a small machine.
 	MaxConcurrentExports int
+	// Workflow is the export workflow's configuration (its retry bound).
+	Workflow workflows.Config
 }
 
 // New returns a worker, not yet started, that runs ExportWorkflow and the
@@ -41,13 +43,14 @@ func New(c client.Client, a *activities.Activities, o Options) sdkworker.Worker 
 		// and at 1 s a loaded Temporal caused needless retries.
 		MaxHeartbeatThrottleInterval: 5 * time.Second,
 	})
-	Register(w, a)
+	Register(w, a, o.Workflow)
 	return w
 }
 
-// Register registers the export workflow and activities on r; replay and
-// workflow tests use it so they see the same names as production.
-func Register(r sdkworker.Registry, a *activities.Activities) {
-	r.RegisterWorkflowWithOptions(workflows.ExportWorkflow, workflow.RegisterOptions{Name: workflows.WorkflowName})
+// Register registers the export workflow, configured by cfg, and the
+// activities on r; replay and workflow tests use it so they see the same
+// names as production.
+func Register(r sdkworker.Registry, a *activities.Activities, cfg workflows.Config) {
+	r.RegisterWorkflowWithOptions(cfg.Export, workflow.RegisterOptions{Name: workflows.WorkflowName})
 	r.RegisterActivity(a)
 }

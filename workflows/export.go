@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
@@ -44,10 +45,16 @@ const (
 	exportStartToClose     = 24 * time.Hour
 )
 
-// ExportWorkflow runs one export from QUEUED to EXPIRED (or FAILED or
-// CANCELED). Its state is published in the memo and by the status query.
+// ExportWorkflow runs one export with the default Config.
 func ExportWorkflow(ctx workflow.Context, in ExportInput) (ExportResult, error) {
-	r := &run{state: exportd.State{Spec: in.Spec, Phase: exportd.PhaseQueued}}
+	return Config{}.Export(ctx, in)
+}
+
+// Export runs one export from QUEUED to EXPIRED (or FAILED or CANCELED).
+// Its state is published in the memo and by the status query. The worker
+// registers it as ExportWorkflow.
+func (c Config) Export(ctx workflow.Context, in ExportInput) (ExportResult, error) {
+	r := &run{cfg: c, state: exportd.State{Spec: in.Spec, Phase: exportd.PhaseQueued}}
 	info := workflow.GetInfo(ctx)
 	r.state.CreatedAt = info.WorkflowStartTime.UTC()
 	if r.state.Spec.ExportID == "" {
@@ -89,6 +96,8 @@ func ExportWorkflow(ctx workflow.Context, in ExportInput) (ExportResult, error) 
 
 // run is the state of one workflow execution.
 type run struct {
+	cfg   Config
+	bound time.Duration // the retry bound, once recorded
 	state exportd.State
 	// queued is set once the export entered the admission queue; it then
 	// must release its place or slot however it ends.
@@ -103,16 +112,9 @@ func (r *run) export(ctx workflow.Context) error {
 		return err
 	}
 
-	short := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		StartToCloseTimeout: 5 * time.Minute,
-		RetryPolicy: &temporal.RetryPolicy{
-			InitialInterval:        time.Second,
-			MaximumInterval:        30 * time.Second,
-			NonRetryableErrorTypes: []string{exportd.CodeInvalidRequest},
-		},
-	})
+	short := workflow.ActivityOptions{StartToCloseTimeout: 15 * time.Minute}
 	var plan activities.PlanResult
-	if err := workflow.ExecuteActivity(short, a.Plan, activities.PlanInput{Spec: spec}).Get(ctx, &plan); err != nil {
+	if err := r.step(ctx, "plan", short, a.Plan, func(int) any { return activities.PlanInput{Spec: spec} }, &plan); err != nil {
 		return err
 	}
 	r.state.Progress = exportd.Progress{Total: plan.Total}
@@ -122,18 +124,15 @@ func (r *run) export(ctx workflow.Context) error {
 		return err
 	}
 
-	long := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+	long := workflow.ActivityOptions{
 		StartToCloseTimeout: exportStartToClose,
 		HeartbeatTimeout:    exportHeartbeatTimeout,
 		Summary:             fmt.Sprintf("%s %s %s..%s", spec.MerchantID, spec.Dataset, spec.Start.Format(time.RFC3339), spec.End.Format(time.RFC3339)),
-		RetryPolicy: &temporal.RetryPolicy{
-			InitialInterval:        time.Second,
-			MaximumInterval:        30 * time.Second,
-			NonRetryableErrorTypes: []string{exportd.CodeInvalidRequest},
-		},
-	})
+	}
 	var out activities.ExportResult
-	if err := workflow.ExecuteActivity(long, a.Export, activities.ExportInput{Spec: spec, Total: plan.Total}).Get(ctx, &out); err != nil {
+	if err := r.step(ctx, "export", long, a.Export, func(n int) any {
+		return activities.ExportInput{Spec: spec, Total: plan.Total, Attempt: n}
+	}, &out); err != nil {
 		return err
 	}
 	if workflow.GetVersion(ctx, progressVersion, workflow.DefaultVersion, 1) == 1 {
@@ -146,9 +145,10 @@ func (r *run) export(ctx workflow.Context) error {
 	}
 
 	var fin activities.FinalizeResult
-	if err := workflow.ExecuteActivity(short, a.Finalize, activities.FinalizeInput{
-		Spec: spec, Export: out, GeneratedAt: workflow.Now(ctx).UTC(),
-	}).Get(ctx, &fin); err != nil {
+	generated := workflow.Now(ctx).UTC()
+	if err := r.step(ctx, "finalize", short, a.Finalize, func(n int) any {
+		return activities.FinalizeInput{Spec: spec, GeneratedAt: generated, Attempt: n}
+	}, &fin); err != nil {
 		return err
 	}
 
@@ -159,7 +159,7 @@ func (r *run) export(ctx workflow.Context) error {
 	r.state.CompletedAt = &done
 	r.state.AvailableUntil = &until
 	r.state.Rows = out.Rows
-	r.state.Files = len(out.Files)
+	r.state.Files = out.FileCount
 	r.state.Tally = &tally
 	r.state.Progress = exportd.Progress{Rows: out.Rows, Total: plan.Total}
 	if err := r.publish(ctx, exportd.PhaseReady); err != nil {
@@ -322,6 +322,7 @@ func (r *run) cancel(ctx workflow.Context) (ExportResult, error) {
 		workflow.GetLogger(ctx).Error("purge after cancel failed", "error", err)
 	}
 	final := exportd.PhaseCanceled
+	r.state.Retry = nil
 	if r.state.Phase == exportd.PhaseReady {
 		final = exportd.PhaseExpired
 		now := workflow.Now(dctx).UTC()
@@ -340,6 +341,7 @@ func (r *run) cancel(ctx workflow.Context) (ExportResult, error) {
 // and fails the workflow with the original error.
 func (r *run) fail(ctx workflow.Context, err error) (ExportResult, error) {
 	r.state.Error = failureOf(err)
+	r.state.Retry = nil
 	r.release(ctx)
 	if r.state.Spec.ExportID != "" && r.state.Error.Code != exportd.CodeInvalidRequest {
 		if perr := r.purge(ctx); perr != nil {
@@ -430,19 +432,37 @@ func thousands(n int64) string {
 	return b.String()
 }
 
-// failureOf maps an activity or workflow error to the user-facing failure.
+// failureOf maps an activity or workflow error to the user-facing failure:
+// the code an activity classified it with and its message, which names
+// the step and the cause and never Temporal's own bookkeeping.
 func failureOf(err error) *exportd.Failure {
 	var app *temporal.ApplicationError
 	if errors.As(err, &app) {
 		code := app.Type()
-		if code == "" {
-			code = exportd.CodeInternal
+		if code == activities.ErrTypeWorkerStopping {
+			return &exportd.Failure{Code: exportd.CodeInternal, Message: "the worker running the export stopped; another takes over", Retryable: true}
+		}
+		if !knownCode(code) {
+			// Not classified by an activity (a panic, a bug): its text is
+			// for the worker's log, not for the user.
+			return &exportd.Failure{Code: exportd.CodeInternal, Message: "an unexpected error; the worker's log has the details", Retryable: true}
 		}
 		return &exportd.Failure{Code: code, Message: app.Message(), Retryable: code != exportd.CodeInvalidRequest}
 	}
 	var timeout *temporal.TimeoutError
 	if errors.As(err, &timeout) {
+		if timeout.TimeoutType() == enumspb.TIMEOUT_TYPE_HEARTBEAT {
+			return &exportd.Failure{Code: exportd.CodeInternal, Message: "the worker running the export stopped responding (it crashed, or lost its connection)", Retryable: true}
+		}
 		return &exportd.Failure{Code: "timeout", Message: "the export did not finish in time; try a smaller window", Retryable: true}
 	}
-	return &exportd.Failure{Code: exportd.CodeInternal, Message: err.Error(), Retryable: true}
+	return &exportd.Failure{Code: exportd.CodeInternal, Message: "the export failed unexpectedly; see the worker's log", Retryable: true}
+}
+
+func knownCode(code string) bool {
+	switch code {
+	case exportd.CodeInvalidRequest, exportd.CodeSourceError, exportd.CodeStorageError, exportd.CodeInternal:
+		return true
+	}
+	return false
 }

@@ -8,7 +8,6 @@ import (
 
 	"github.com/stretchr/testify/mock"
 	"github.com/stretchr/testify/require"
-	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
@@ -36,7 +35,7 @@ func newEnv(t *testing.T) *testsuite.TestWorkflowEnvironment {
 	t.Helper()
 	var s testsuite.WorkflowTestSuite
 	env := s.NewTestWorkflowEnvironment()
-	worker.Register(env, a)
+	worker.Register(env, a, workflows.Config{})
 	// Admission is immediate unless a test says otherwise.
 	env.OnActivity(a.Acquire, mock.Anything, mock.Anything).Return(activities.AcquireResult{Acquired: true}, nil).Maybe()
 	env.OnActivity(a.Release, mock.Anything, mock.Anything).Return(activities.ReleaseResult{}, nil).Maybe()
@@ -44,11 +43,11 @@ func newEnv(t *testing.T) *testsuite.TestWorkflowEnvironment {
 }
 
 func exportResult(rows int64) activities.ExportResult {
-	return activities.ExportResult{
-		Rows:  rows,
-		Files: []exportd.FileInfo{{Name: "orders-00000.parquet", Rows: rows}, {Name: "orders-00000.csv.gz", Rows: rows}},
-		Tally: exportd.Tally{Orders: rows, Transactions: 2 * rows, Amount: 1000 * rows, Locations: 2},
-	}
+	return activities.ExportResult{Rows: rows, Parts: 1, FileCount: 2}
+}
+
+func finalizeResult(rows int64) activities.FinalizeResult {
+	return activities.FinalizeResult{Tally: exportd.Tally{Orders: rows, Transactions: 2 * rows, Amount: 1000 * rows, Locations: 2}}
 }
 
 func queryState(t *testing.T, env *testsuite.TestWorkflowEnvironment) exportd.State {
@@ -66,9 +65,7 @@ func TestExportWorkflowHappyPathExpires(t *testing.T) {
 	env.OnActivity(a.Export, mock.Anything, mock.MatchedBy(func(in activities.ExportInput) bool {
 		return in.Total == 10 && in.Spec.MaxRowsPerFile == exportd.DefaultMaxRowsPerFile && in.Spec.ExportID == "exp1"
 	})).Return(exportResult(10), nil).Once()
-	env.OnActivity(a.Finalize, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.FinalizeInput) (activities.FinalizeResult, error) {
-		return activities.FinalizeResult{Tally: in.Export.Tally}, nil
-	}).Once()
+	env.OnActivity(a.Finalize, mock.Anything, mock.Anything).Return(finalizeResult(10), nil).Once()
 	env.OnActivity(a.Purge, mock.Anything, activities.PurgeInput{ExportID: "exp1"}).Return(activities.PurgeResult{Purged: true}, nil).Once()
 
 	var ready exportd.State
@@ -195,34 +192,132 @@ func TestExportWorkflowRejectsInvalidInput(t *testing.T) {
 	require.Contains(t, s.Error.Message, "dataset")
 }
 
-// TestExportWorkflowResumesFromHeartbeat checks the plumbing a crash relies
-// on: the retried Export attempt sees the checkpoint the first one
-// heartbeated, under the workflow's own retry policy.
-func TestExportWorkflowResumesFromHeartbeat(t *testing.T) {
+// TestExportWorkflowRetriesTransientFailures checks that a failure that
+// may heal is retried, that the status says so while it waits (attempt,
+// last error, next attempt time), and that the retry clears once the step
+// succeeds.
+func TestExportWorkflowRetriesTransientFailures(t *testing.T) {
 	env := newEnv(t)
 	env.OnActivity(a.Plan, mock.Anything, mock.Anything).Return(activities.PlanResult{Total: 3}, nil)
-	var seen []activities.Checkpoint
+	attempts := 0
 	env.OnActivity(a.Export, mock.Anything, mock.Anything).Return(func(ctx context.Context, in activities.ExportInput) (activities.ExportResult, error) {
-		var cp activities.Checkpoint
-		if activity.HasHeartbeatDetails(ctx) {
-			require.NoError(t, activity.GetHeartbeatDetails(ctx, &cp))
-		}
-		seen = append(seen, cp)
-		if activity.GetInfo(ctx).Attempt == 1 {
-			activity.RecordHeartbeat(ctx, activities.Checkpoint{Part: 1, Rows: 2, Cursor: exportd.Key{ID: 42}})
-			return activities.ExportResult{}, errors.New("worker lost its connection")
+		attempts++
+		if attempts < 3 {
+			return activities.ExportResult{}, temporal.NewApplicationErrorWithOptions("reading the source: connection refused",
+				exportd.CodeSourceError, temporal.ApplicationErrorOptions{Details: []any{activities.Heartbeat{Rows: 2}}})
 		}
 		return exportResult(3), nil
 	})
-	env.OnActivity(a.Finalize, mock.Anything, mock.Anything).Return(activities.FinalizeResult{}, nil)
+	env.OnActivity(a.Finalize, mock.Anything, mock.Anything).Return(finalizeResult(3), nil)
 	env.OnActivity(a.Purge, mock.Anything, mock.Anything).Return(activities.PurgeResult{Purged: true}, nil)
+	var waiting, ready exportd.State
+	env.RegisterDelayedCallback(func() { waiting = queryState(t, env) }, 1500*time.Millisecond)
+	env.RegisterDelayedCallback(func() { ready = queryState(t, env) }, time.Hour)
+	start := env.Now()
 
 	env.ExecuteWorkflow(workflows.WorkflowName, testInput())
 	require.NoError(t, env.GetWorkflowError())
-	require.Len(t, seen, 2)
-	require.Equal(t, activities.Checkpoint{}, seen[0])
-	require.Equal(t, 1, seen[1].Part)
-	require.Equal(t, int64(42), seen[1].Cursor.ID)
+	require.Equal(t, 3, attempts)
+	require.Equal(t, exportd.PhaseExporting, waiting.Phase)
+	require.NotNil(t, waiting.Retry, "a retrying export says so")
+	require.Equal(t, "export", waiting.Retry.Step)
+	require.Equal(t, 3, waiting.Retry.Attempt)
+	require.Equal(t, exportd.CodeSourceError, waiting.Retry.Code)
+	require.Contains(t, waiting.Retry.LastError, "connection refused")
+	require.True(t, waiting.Retry.NextAttemptAt.After(start), "next attempt at %s", waiting.Retry.NextAttemptAt)
+	require.Equal(t, int64(2), waiting.Progress.Rows, "rows committed stay in the progress between attempts")
+	require.Equal(t, exportd.PhaseReady, ready.Phase)
+	require.Nil(t, ready.Retry)
+}
+
+// TestExportWorkflowFailureClasses runs each class of failure through the
+// workflow: a permanent one ends at once, a transient one that never heals
+// ends after the retry bound (with skipped time), and either way the
+// export fails with the code, purges, and releases its slot.
+func TestExportWorkflowFailureClasses(t *testing.T) {
+	permanent := temporal.NewNonRetryableApplicationError(
+		"reading the source: orders.tip has type numeric, expected bigint (int8)", exportd.CodeSourceError, nil)
+	storage := temporal.NewApplicationError("writing the files: could not commit orders-00000.parquet: disk full", exportd.CodeStorageError)
+	unclassified := errors.New("scheduledEventID=5 startedEventID=6 identity=1234@host panic")
+	for _, tc := range []struct {
+		name     string
+		err      error
+		code     string
+		attempts int // 0: more than one
+		minTime  time.Duration
+		message  string
+	}{
+		{"permanent source error ends at once", permanent, exportd.CodeSourceError, 1, 0, "orders.tip"},
+		{"storage error ends after the bound", storage, exportd.CodeStorageError, 0, 10 * time.Minute, "disk full"},
+		{"unclassified error ends internal, without its text", unclassified, exportd.CodeInternal, 0, 10 * time.Minute, "export kept failing for 10m0s"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var s testsuite.WorkflowTestSuite
+			env := s.NewTestWorkflowEnvironment()
+			worker.Register(env, a, workflows.Config{RetryFor: 10 * time.Minute})
+			env.OnActivity(a.Acquire, mock.Anything, mock.Anything).Return(activities.AcquireResult{Acquired: true}, nil)
+			released := 0
+			env.OnActivity(a.Release, mock.Anything, mock.Anything).Return(func(context.Context, activities.ReleaseInput) (activities.ReleaseResult, error) {
+				released++
+				return activities.ReleaseResult{}, nil
+			})
+			env.OnActivity(a.Plan, mock.Anything, mock.Anything).Return(activities.PlanResult{Total: 5}, nil)
+			attempts := 0
+			env.OnActivity(a.Export, mock.Anything, mock.Anything).Return(func(context.Context, activities.ExportInput) (activities.ExportResult, error) {
+				attempts++
+				return activities.ExportResult{}, tc.err
+			})
+			env.OnActivity(a.Purge, mock.Anything, mock.Anything).Return(activities.PurgeResult{Purged: true}, nil)
+			start := env.Now()
+			env.ExecuteWorkflow(workflows.WorkflowName, testInput())
+			require.Error(t, env.GetWorkflowError())
+			st := queryState(t, env)
+			require.Equal(t, exportd.PhaseFailed, st.Phase)
+			require.Equal(t, tc.code, st.Error.Code)
+			require.Contains(t, st.Error.Message, tc.message)
+			require.NotContains(t, st.Error.Message, "scheduledEventID")
+			require.NotContains(t, st.Error.Message, "identity")
+			require.Nil(t, st.Retry)
+			if tc.attempts > 0 {
+				require.Equal(t, tc.attempts, attempts)
+			} else {
+				require.Greater(t, attempts, 5)
+				require.Less(t, attempts, 40, "backoff grows to its cap")
+			}
+			require.GreaterOrEqual(t, env.Now().Sub(start), tc.minTime)
+			require.Equal(t, 1, released, "every ending releases the admission slot")
+		})
+	}
+}
+
+// TestExportWorkflowRetryBoundCountsFromProgress checks that an attempt
+// that made progress starts the retry bound afresh: an export that keeps
+// moving is never given up on.
+func TestExportWorkflowRetryBoundCountsFromProgress(t *testing.T) {
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestWorkflowEnvironment()
+	worker.Register(env, a, workflows.Config{RetryFor: 30 * time.Second})
+	env.OnActivity(a.Acquire, mock.Anything, mock.Anything).Return(activities.AcquireResult{Acquired: true}, nil)
+	env.OnActivity(a.Release, mock.Anything, mock.Anything).Return(activities.ReleaseResult{}, nil)
+	env.OnActivity(a.Plan, mock.Anything, mock.Anything).Return(activities.PlanResult{Total: 100}, nil)
+	attempts := 0
+	env.OnActivity(a.Export, mock.Anything, mock.Anything).Return(func(ctx context.Context, in activities.ExportInput) (activities.ExportResult, error) {
+		attempts++
+		if attempts == 40 {
+			return exportResult(100), nil
+		}
+		// Every fourth attempt commits a part: the failures never run
+		// for the whole bound in a row.
+		return activities.ExportResult{}, temporal.NewApplicationErrorWithOptions("storage flaky", exportd.CodeStorageError,
+			temporal.ApplicationErrorOptions{Details: []any{activities.Heartbeat{Rows: int64(attempts / 4)}}})
+	})
+	env.OnActivity(a.Finalize, mock.Anything, mock.Anything).Return(finalizeResult(100), nil)
+	env.OnActivity(a.Purge, mock.Anything, mock.Anything).Return(activities.PurgeResult{Purged: true}, nil)
+	start := env.Now()
+	env.ExecuteWorkflow(workflows.WorkflowName, testInput())
+	require.NoError(t, env.GetWorkflowError())
+	require.Equal(t, 40, attempts)
+	require.Greater(t, env.Now().Sub(start), 30*time.Second, "ran longer than the bound, making progress")
 }
 
 func TestExportWorkflowIDFromWorkflowID(t *testing.T) {
@@ -250,7 +345,7 @@ func startOptions(id string) client.StartWorkflowOptions {
 func TestExportWorkflowWaitsQueued(t *testing.T) {
 	var s testsuite.WorkflowTestSuite
 	env := s.NewTestWorkflowEnvironment()
-	worker.Register(env, a)
+	worker.Register(env, a, workflows.Config{})
 	tries := 0
 	env.OnActivity(a.Acquire, mock.Anything, mock.MatchedBy(func(in activities.AcquireInput) bool {
 		return in.ExportID == "exp1" && in.MerchantID == "M1"
@@ -329,7 +424,7 @@ func TestExportWorkflowPublishesProgressAfterExport(t *testing.T) {
 	var during exportd.State
 	env.OnActivity(a.Finalize, mock.Anything, mock.Anything).Return(func(context.Context, activities.FinalizeInput) (activities.FinalizeResult, error) {
 		during = queryState(t, env)
-		return activities.FinalizeResult{}, nil
+		return finalizeResult(7), nil
 	})
 	env.OnActivity(a.Purge, mock.Anything, mock.Anything).Return(activities.PurgeResult{Purged: true}, nil)
 	env.ExecuteWorkflow(workflows.WorkflowName, testInput())

@@ -172,6 +172,7 @@ func runWorker(ctx context.Context, args []string, env func(string) string, stdo
 	var c conn
 	c.register(fs, true, true)
 	maxExports := fs.Int("max-concurrent-exports", 4, "activities this worker runs at once")
+	retryFor := fs.Duration("retry-for", time.Hour, "how long an export retries failures that may heal (storage, lost connections) before it fails")
 	var lim limitFlags
 	lim.register(fs)
 	publicURL := fs.String("public-url", "http://127.0.0.1:8080", "the API's externally visible base URL, for links in webhook bodies")
@@ -195,11 +196,11 @@ func runWorker(ctx context.Context, args []string, env func(string) string, stdo
 	}
 	defer d.close()
 	pool, cl := d.pool, d.client
-	w := worker.New(cl, &activities.Activities{Source: &postgres.Source{Pool: pool}, Store: d.store, Logger: log,
+	w := worker.New(cl, &activities.Activities{Source: &postgres.Source{Pool: pool}, Store: d.store, Records: &postgres.Files{Pool: pool}, Logger: log,
 		Queue: &postgres.Queue{Pool: pool}, Limits: lim.limits(),
 		Webhooks: webhook.NewSender(*allowPrivate), Renderer: api.WebhookRenderer{Service: d.service(), PublicURL: *publicURL},
 		Secrets: d.access, Metrics: reg},
-		worker.Options{MaxConcurrentExports: *maxExports})
+		worker.Options{MaxConcurrentExports: *maxExports, Workflow: workflows.Config{RetryFor: *retryFor}})
 	var running atomic.Bool
 	if *metricsAddr != "" {
 		stop, err := serveWorkerHTTP(*metricsAddr, reg, log, func(ctx context.Context) error {

@@ -58,6 +58,8 @@ type StackConfig struct {
 	Limits     postgres.Limits
 	QueueLimit int
 	Hours      exports.Hours
+	// RetryFor bounds how long an export retries failures that may heal.
+	RetryFor time.Duration
 }
 
 // Stack is PostgreSQL, the Temporal dev server, the worker and the API in
@@ -178,11 +180,11 @@ func (s *Stack) Start(ctx context.Context) error {
 		AllowPrivateWebhooks: true}
 	if cfg.Worker {
 		s.worker = worker.New(s.Client, &activities.Activities{
-			Source: &postgres.Source{Pool: s.Pool}, Store: s.Store, Logger: log,
+			Source: &postgres.Source{Pool: s.Pool}, Store: s.Store, Records: &postgres.Files{Pool: s.Pool}, Logger: log,
 			Queue: &postgres.Queue{Pool: s.Pool}, Limits: cfg.Limits,
 			Webhooks: webhook.NewSender(true), Renderer: api.WebhookRenderer{Service: svc, PublicURL: apiURL}, Secrets: access,
 			Metrics: s.Metrics,
-		}, worker.Options{MaxConcurrentExports: cfg.Limits.Global + 2})
+		}, worker.Options{MaxConcurrentExports: cfg.Limits.Global + 2, Workflow: workflows.Config{RetryFor: cfg.RetryFor}})
 		if err := s.worker.Start(); err != nil {
 			return fmt.Errorf("error starting worker: %w", err)
 		}
