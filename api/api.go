@@ -64,6 +64,7 @@ func Router(cfg Config) http.Handler {
 	mux.Handle("/v1/exports/{id}", methods{"GET": h.authed(h.getExport), "DELETE": h.authed(h.deleteExport), "PATCH": h.authed(h.patchExport)})
 	mux.Handle("/v1/exports/{id}/manifest", methods{"GET": h.authed(h.getManifest)})
 	// Files take an API key or a signed URL; getFile checks either.
+	mux.Handle("/v1/exports/{id}/files", methods{"GET": h.authed(h.listFiles)})
 	mux.Handle("/v1/exports/{id}/files/{name}", methods{"GET": h.getFile})
 	mux.Handle("/healthz", methods{"GET": h.healthz})
 	mux.Handle("/readyz", methods{"GET": h.readyz})

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -128,9 +129,9 @@ func (h *handlers) getExport(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	var m *exportd.Manifest
+	var page *filePage
 	if st.Phase == exportd.PhaseReady {
-		man, err := h.Service.Manifest(r.Context(), st.Spec.ExportID)
+		files, next, err := h.Service.Files(r.Context(), st, "", exports.InlineFiles)
 		switch {
 		case errors.Is(err, exports.ErrGone):
 			// Purged between the describe and now: expired, not a 410
@@ -139,10 +140,53 @@ func (h *handlers) getExport(w http.ResponseWriter, r *http.Request) error {
 		case err != nil:
 			return err
 		default:
-			m = &man
+			page = &filePage{files: files, next: next}
 		}
 	}
-	return writeJSON(w, http.StatusOK, h.document(r, st, m))
+	return writeJSON(w, http.StatusOK, h.document(r, st, page))
+}
+
+// filePage is one page of an export's files and the cursor of the next.
+type filePage struct {
+	files []exportd.FileInfo
+	next  string
+}
+
+// listFiles pages through a ready export's files, in manifest order:
+// ?cursor= from the previous page's next link, ?limit= up to 1000.
+func (h *handlers) listFiles(w http.ResponseWriter, r *http.Request) error {
+	st, err := h.Service.Get(r.Context(), appFrom(r.Context()), r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	limit := exports.InlineFiles
+	if v := r.URL.Query().Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > exports.MaxFilesPage {
+			return &exportd.ValidationError{Field: "limit", Reason: fmt.Sprintf("must be a whole number from 1 to %d", exports.MaxFilesPage)}
+		}
+		limit = n
+	}
+	cursor := r.URL.Query().Get("cursor")
+	if len(cursor) > 256 {
+		return &exportd.ValidationError{Field: "cursor", Reason: "is not a cursor this export's file listing gave"}
+	}
+	files, next, err := h.Service.Files(r.Context(), st, cursor, limit)
+	if err != nil {
+		return err
+	}
+	base := h.baseURL(r) + "/v1/exports/" + st.Spec.ExportID
+	doc := filesDoc{Files: fileDocs(base, h.Service.Signer, st, files), Links: map[string]string{"export": base}}
+	if next != "" {
+		doc.Links["next"] = base + "/files?" + url.Values{"cursor": {next}, "limit": {strconv.Itoa(limit)}}.Encode()
+	}
+	return writeJSON(w, http.StatusOK, doc)
+}
+
+// filesDoc is a page of an export's files.
+type filesDoc struct {
+	Files []fileDoc         `json:"files"`
+	Links map[string]string `json:"links"`
 }
 
 func (h *handlers) deleteExport(w http.ResponseWriter, r *http.Request) error {
@@ -272,23 +316,29 @@ func (h *handlers) getFile(w http.ResponseWriter, r *http.Request) error {
 
 // exportDoc is the native status document.
 type exportDoc struct {
-	ID             string            `json:"id"`
-	MerchantID     string            `json:"merchantId"`
-	Dataset        exportd.Dataset   `json:"dataset"`
-	Start          time.Time         `json:"start"`
-	End            time.Time         `json:"end"`
-	Formats        []exportd.Format  `json:"formats"`
-	Status         string            `json:"status"`
-	Progress       progressDoc       `json:"progress"`
-	QueuePosition  *int              `json:"queuePosition,omitempty"`
-	CreatedAt      time.Time         `json:"createdAt"`
-	StartedAt      *time.Time        `json:"startedAt,omitempty"`
-	CompletedAt    *time.Time        `json:"completedAt,omitempty"`
-	AvailableUntil *time.Time        `json:"availableUntil,omitempty"`
-	Files          []fileDoc         `json:"files,omitempty"`
-	Tally          *exportd.Tally    `json:"tally,omitempty"`
-	Error          *exportd.Failure  `json:"error,omitempty"`
-	Links          map[string]string `json:"links"`
+	ID             string           `json:"id"`
+	MerchantID     string           `json:"merchantId"`
+	Dataset        exportd.Dataset  `json:"dataset"`
+	Start          time.Time        `json:"start"`
+	End            time.Time        `json:"end"`
+	Formats        []exportd.Format `json:"formats"`
+	Status         string           `json:"status"`
+	Progress       progressDoc      `json:"progress"`
+	QueuePosition  *int             `json:"queuePosition,omitempty"`
+	CreatedAt      time.Time        `json:"createdAt"`
+	StartedAt      *time.Time       `json:"startedAt,omitempty"`
+	CompletedAt    *time.Time       `json:"completedAt,omitempty"`
+	AvailableUntil *time.Time       `json:"availableUntil,omitempty"`
+	// FileCount counts every file; Files lists the first ones and
+	// links.files pages through all of them.
+	FileCount int              `json:"fileCount,omitempty"`
+	Files     []fileDoc        `json:"files,omitempty"`
+	Tally     *exportd.Tally   `json:"tally,omitempty"`
+	Error     *exportd.Failure `json:"error,omitempty"`
+	// Retry is set while a step is being retried after a failure that
+	// may heal.
+	Retry *exportd.Retry    `json:"retry,omitempty"`
+	Links map[string]string `json:"links"`
 }
 
 type progressDoc struct {
@@ -309,41 +359,52 @@ type fileDoc struct {
 	SignedURL string `json:"signedUrl,omitempty"`
 }
 
-func (h *handlers) document(r *http.Request, s exportd.State, m *exportd.Manifest) exportDoc {
-	return documentOf(h.baseURL(r), h.Service.Signer, s, m)
+func (h *handlers) document(r *http.Request, s exportd.State, page *filePage) exportDoc {
+	return documentOf(h.baseURL(r), h.Service.Signer, s, page)
 }
 
 // documentOf builds the native status document; base is the API's
 // absolute URL. The webhook renderer shares it, so a webhook carries what
-// GET returns.
-func documentOf(apiBase string, signer *exports.Signer, s exportd.State, m *exportd.Manifest) exportDoc {
+// GET returns. page is the first page of a ready export's files.
+func documentOf(apiBase string, signer *exports.Signer, s exportd.State, page *filePage) exportDoc {
 	base := apiBase + "/v1/exports/" + s.Spec.ExportID
 	d := exportDoc{
 		ID: s.Spec.ExportID, MerchantID: s.Spec.MerchantID, Dataset: s.Spec.Dataset,
 		Start: s.Spec.Start, End: s.Spec.End, Formats: s.Spec.Formats, Status: s.Phase.Status(),
 		Progress:  progressDoc{Percent: round1(s.Progress.Percent()), Rows: s.Progress.Rows, Total: s.Progress.Total},
 		CreatedAt: s.CreatedAt, StartedAt: s.StartedAt, CompletedAt: s.CompletedAt,
-		AvailableUntil: s.AvailableUntil, Tally: s.Tally, Error: s.Error,
+		AvailableUntil: s.AvailableUntil, Tally: s.Tally, Error: s.Error, Retry: s.Retry,
 		QueuePosition: s.QueuePosition,
 		Links:         map[string]string{"self": base},
 	}
 	if s.Phase == exportd.PhaseReady {
 		d.Links["manifest"] = base + "/manifest"
+		d.Links["files"] = base + "/files"
+		d.FileCount = s.Files
 		if s.Progress.Total == 0 {
 			d.Progress.Percent = 100
 		}
 	}
-	if m != nil {
-		d.Files = make([]fileDoc, 0, len(m.Files))
-		for _, f := range m.Files {
-			fd := fileDoc{Name: f.Name, Format: f.Format, Rows: f.Rows, Bytes: f.Bytes, SHA256: f.SHA256, URL: base + "/files/" + f.Name}
-			if signer != nil && s.AvailableUntil != nil {
-				fd.SignedURL = fd.URL + "?" + signer.Query(s.Spec.ExportID, f.Name, *s.AvailableUntil)
-			}
-			d.Files = append(d.Files, fd)
+	if page != nil {
+		d.Files = fileDocs(base, signer, s, page.files)
+		if page.next != "" {
+			d.Links["nextFiles"] = base + "/files?" + url.Values{"cursor": {page.next}}.Encode()
 		}
 	}
 	return d
+}
+
+// fileDocs describes files of an export for its app, with signed URLs.
+func fileDocs(base string, signer *exports.Signer, s exportd.State, files []exportd.FileInfo) []fileDoc {
+	out := make([]fileDoc, 0, len(files))
+	for _, f := range files {
+		fd := fileDoc{Name: f.Name, Format: f.Format, Rows: f.Rows, Bytes: f.Bytes, SHA256: f.SHA256, URL: base + "/files/" + f.Name}
+		if signer != nil && s.AvailableUntil != nil {
+			fd.SignedURL = fd.URL + "?" + signer.Query(s.Spec.ExportID, f.Name, *s.AvailableUntil)
+		}
+		out = append(out, fd)
+	}
+	return out
 }
 
 func round1(v float64) float64 { return float64(int64(v*10)) / 10 }

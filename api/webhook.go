@@ -22,17 +22,26 @@ type WebhookRenderer struct {
 
 // Render returns the JSON body announcing st.
 func (w WebhookRenderer) Render(ctx context.Context, st exportd.State) ([]byte, error) {
-	var m *exportd.Manifest
+	base := strings.TrimRight(w.PublicURL, "/")
+	if st.Spec.Webhook != nil && st.Spec.Webhook.Dialect == "doshii" {
+		// Doshii's status document lists every file, as the vendor's does.
+		var m *exportd.Manifest
+		if st.Phase == exportd.PhaseReady {
+			man, err := w.Service.Manifest(ctx, st.Spec.ExportID)
+			if err != nil {
+				return nil, err
+			}
+			m = &man
+		}
+		return json.Marshal(doshii.StatusDocument(st, m, base))
+	}
+	var page *filePage
 	if st.Phase == exportd.PhaseReady {
-		man, err := w.Service.Manifest(ctx, st.Spec.ExportID)
+		files, next, err := w.Service.Files(ctx, st, "", exports.InlineFiles)
 		if err != nil {
 			return nil, err
 		}
-		m = &man
+		page = &filePage{files: files, next: next}
 	}
-	base := strings.TrimRight(w.PublicURL, "/")
-	if st.Spec.Webhook != nil && st.Spec.Webhook.Dialect == "doshii" {
-		return json.Marshal(doshii.StatusDocument(st, m, base))
-	}
-	return json.Marshal(documentOf(base, w.Service.Signer, st, m))
+	return json.Marshal(documentOf(base, w.Service.Signer, st, page))
 }

@@ -130,6 +130,11 @@ func TestOpenAPIMatchesResponses(t *testing.T) {
 	require.Equal(t, http.StatusOK, status)
 	o.check(t, "/v1/exports/{id}/manifest", "GET", status, ct, b)
 
+	status, ct, b = raw(t, http.MethodGet, one+"/files?limit=1", app.APIKey, "")
+	require.Equal(t, http.StatusOK, status, "%s", b)
+	require.Contains(t, string(b), `"next"`, "one file a page leaves more")
+	o.check(t, "/v1/exports/{id}/files", "GET", status, ct, b)
+
 	status, ct, b = raw(t, http.MethodGet, exportsURL+"?merchantId="+merchant, app.APIKey, "")
 	require.Equal(t, http.StatusOK, status)
 	o.check(t, "/v1/exports", "GET", status, ct, b)
@@ -150,6 +155,8 @@ func TestOpenAPIMatchesResponses(t *testing.T) {
 		{"GET", exportsURL, "/v1/exports", app.APIKey, "", 400},
 		{"GET", exportsURL + "/xnosuch", "/v1/exports/{id}", app.APIKey, "", 404},
 		{"GET", one + "/files/nosuch.csv.gz", "/v1/exports/{id}/files/{name}", app.APIKey, "", 404},
+		{"GET", one + "/files?cursor=forged", "/v1/exports/{id}/files", app.APIKey, "", 400},
+		{"GET", one + "/files?limit=0", "/v1/exports/{id}/files", app.APIKey, "", 400},
 		{"GET", one + "/files/orders-00000.csv.gz?expires=1&signature=forged", "/v1/exports/{id}/files/{name}", "", "", 401},
 		{"PATCH", one, "/v1/exports/{id}", app.APIKey, `{"availableUntil": "tomorrow"}`, 400},
 	} {

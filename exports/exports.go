@@ -64,6 +64,9 @@ type Service struct {
 	Temporal client.Client
 	Access   Access
 	Store    blob.Store
+	// Index lists an export's files without reading its manifest; nil
+	// reads manifests.
+	Index FileIndex
 	// Signer signs download URLs; nil disables signed URLs.
 	Signer *Signer
 	// Now is the clock; nil means time.Now.
@@ -326,24 +329,6 @@ func (s *Service) Manifest(ctx context.Context, exportID string) (exportd.Manife
 		return m, fmt.Errorf("error reading manifest: %w", err)
 	}
 	return m, nil
-}
-
-// File returns a ready export's file as listed in its manifest; names not
-// in the manifest never reach the store.
-func (s *Service) File(ctx context.Context, st exportd.State, name string) (exportd.FileInfo, error) {
-	if err := Ready(st); err != nil {
-		return exportd.FileInfo{}, err
-	}
-	m, err := s.Manifest(ctx, st.Spec.ExportID)
-	if err != nil {
-		return exportd.FileInfo{}, err
-	}
-	for _, f := range m.Files {
-		if f.Name == name {
-			return f, nil
-		}
-	}
-	return exportd.FileInfo{}, fmt.Errorf("file %q: %w", name, ErrNotFound)
 }
 
 // ServeFile streams a file of an export with Range, ETag (its sha256) and

@@ -163,7 +163,7 @@ func (d *deps) close() {
 
 // service is the export engine over these dependencies.
 func (d *deps) service() *exports.Service {
-	return &exports.Service{Temporal: d.client, Access: d.access, Store: d.store,
+	return &exports.Service{Temporal: d.client, Access: d.access, Store: d.store, Index: &postgres.Files{Pool: d.pool},
 		Signer: &exports.Signer{Key: exports.DeriveKey(d.key, "signed download URLs")}}
 }
 

@@ -174,7 +174,7 @@ func (s *Stack) Start(ctx context.Context) error {
 	}
 	apiURL := "http://" + ln.Addr().String()
 	// Dev delivers webhooks to loopback, where a developer's receiver runs.
-	svc := &exports.Service{Temporal: s.Client, Access: access, Store: s.Store,
+	svc := &exports.Service{Temporal: s.Client, Access: access, Store: s.Store, Index: &postgres.Files{Pool: s.Pool},
 		Signer: &exports.Signer{Key: exports.DeriveKey(masterKey, "signed download URLs")},
 		Queue:  &postgres.Queue{Pool: s.Pool}, QueueLimit: cfg.QueueLimit, Hours: cfg.Hours,
 		AllowPrivateWebhooks: true}
