@@ -75,12 +75,14 @@ func (s *Source) Count(ctx context.Context, q Query) (int64, error) {
 }
 
 // Stream calls fn with each page of rows in (created_at, id) order,
-// starting after q.After. Every page is a short query of its own, so no
-// transaction or cursor is held between pages and a restart of PostgreSQL
-// fails only the page in flight; resume with After set to the last key
-// handed to fn. While fn works on a page the next one is already being
-// read, so the database and the caller's encoding overlap. An error from fn
-// stops Stream and is returned as is.
+// starting after q.After. Every page is read on its own, so no transaction
+// or cursor is held between pages and a restart of PostgreSQL fails only
+// the page in flight; resume with After set to the last key handed to fn.
+// A page of orders and its items and payments are read in one REPEATABLE
+// READ transaction, so a writer that changes an order and its children
+// together is never seen half-applied. While fn works on a page the next
+// one is already being read, so the database and the caller's encoding
+// overlap. An error from fn stops Stream and is returned as is.
 //
 // The batch, its slices and the strings and pointers in its records are
 // reused once fn returns: fn must copy what it keeps. Pointer fields may be
@@ -192,11 +194,26 @@ func (p *pager) page(ctx context.Context, after exportd.Key) (int, error) {
 		return 0, fmt.Errorf("error acquiring connection: %w", err)
 	}
 	defer conn.Release()
-	c := conn.Conn()
 	if p.q.Dataset == exportd.Payments {
-		return p.paymentsPage(ctx, c, after)
+		// One statement: consistent by itself.
+		return p.paymentsPage(ctx, conn.Conn(), after)
 	}
-	return p.ordersPage(ctx, c, after)
+	// The page's three queries share one snapshot. The transaction ends
+	// with the page: a failed rollback closes the connection, which the
+	// pool then drops.
+	tx, err := conn.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return 0, fmt.Errorf("error beginning page: %w", err)
+	}
+	defer tx.Rollback(ctx) // after Commit, a no-op
+	n, err := p.ordersPage(ctx, tx.Conn(), after)
+	if err != nil {
+		return 0, err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return 0, fmt.Errorf("error ending page: %w", err)
+	}
+	return n, nil
 }
 
 // pageSQL builds the keyset query of a page over table.
