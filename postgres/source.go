@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -34,14 +33,19 @@ type Query struct {
 	After      exportd.Key // resume after this key; zero starts at Start
 }
 
+// validate refuses a query that no retry can run: a permanent
+// invalid_request, so that it is never mistaken for a source failure.
 func (q Query) validate() error {
+	invalid := func(format string, args ...any) error {
+		return &exportd.Error{Code: exportd.CodeInvalidRequest, Message: fmt.Sprintf(format, args...), Permanent: true}
+	}
 	switch {
 	case q.MerchantID == "":
-		return errors.New("query has no merchant")
+		return invalid("query has no merchant")
 	case !q.Dataset.Valid():
-		return fmt.Errorf("query has unknown dataset %q", q.Dataset)
+		return invalid("query has unknown dataset %q", q.Dataset)
 	case !q.Start.Before(q.End):
-		return errors.New("query window must have start before end")
+		return invalid("query window must have start before end")
 	}
 	return nil
 }
