@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"encoding/binary"
-	"errors"
 	"math"
 	"time"
 )
@@ -10,18 +9,22 @@ import (
 // pgEpochMicros is 2000-01-01 UTC, PostgreSQL's epoch, in Unix microseconds.
 const pgEpochMicros = 946_684_800 * 1_000_000
 
-// decoder reads PostgreSQL's binary wire format straight from raw column
-// values. It keeps the first error so that a row decodes without a check
-// per column; the caller checks err once per row.
-type decoder struct {
-	err error
-}
+// maxMicros is the last PostgreSQL timestamp that still fits a Unix
+// microsecond count; PostgreSQL's own range reaches a little further, and
+// 'infinity' is math.MaxInt64.
+const maxMicros = math.MaxInt64 - pgEpochMicros
 
-var errBadValue = errors.New("unexpected null or malformed value in a not-null column")
+// decoder reads PostgreSQL's binary wire format straight from raw column
+// values. It only notes that some value was bad, so that a row decodes
+// without a check per column; the caller checks bad once per row and asks
+// the row's columns which value it was (columns.rowError).
+type decoder struct {
+	bad bool
+}
 
 func (d *decoder) int8(b []byte) int64 {
 	if len(b) != 8 {
-		d.err = errBadValue
+		d.bad = true
 		return 0
 	}
 	return int64(binary.BigEndian.Uint64(b))
@@ -29,18 +32,19 @@ func (d *decoder) int8(b []byte) int64 {
 
 func (d *decoder) int4(b []byte) int32 {
 	if len(b) != 4 {
-		d.err = errBadValue
+		d.bad = true
 		return 0
 	}
 	return int32(binary.BigEndian.Uint32(b))
 }
 
 // time decodes a timestamptz, microseconds since the PostgreSQL epoch, to
-// UTC. Infinite timestamps have no time.Time and are refused.
+// UTC. Infinite timestamps have no time.Time and are refused, as are the
+// few beyond year 294,000 whose Unix microseconds would overflow.
 func (d *decoder) time(b []byte) time.Time {
 	us := d.int8(b)
-	if us == math.MaxInt64 || us == math.MinInt64 {
-		d.err = errors.New("infinite timestamp")
+	if us > maxMicros || us == math.MinInt64 {
+		d.bad = true
 		return time.Time{}
 	}
 	return time.UnixMicro(us + pgEpochMicros).UTC()

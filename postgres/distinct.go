@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"context"
-	"fmt"
 
 	"github.com/exportd/exportd"
 )
@@ -23,7 +22,7 @@ func (s *Source) DistinctOrders(ctx context.Context, q Query, through exportd.Ke
 	}
 	var n int64
 	if err := s.Pool.QueryRow(ctx, sql, args...).Scan(&n); err != nil {
-		return 0, fmt.Errorf("error counting distinct orders: %w", err)
+		return 0, sourceError(ctx, err, "transactions")
 	}
 	return n, nil
 }

@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -10,7 +9,6 @@ import (
 
 	"github.com/exportd/exportd"
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -35,14 +33,19 @@ type Query struct {
 	After      exportd.Key // resume after this key; zero starts at Start
 }
 
+// validate refuses a query that no retry can run: a permanent
+// invalid_request, so that it is never mistaken for a source failure.
 func (q Query) validate() error {
+	invalid := func(format string, args ...any) error {
+		return &exportd.Error{Code: exportd.CodeInvalidRequest, Message: fmt.Sprintf(format, args...), Permanent: true}
+	}
 	switch {
 	case q.MerchantID == "":
-		return errors.New("query has no merchant")
+		return invalid("query has no merchant")
 	case !q.Dataset.Valid():
-		return fmt.Errorf("query has unknown dataset %q", q.Dataset)
+		return invalid("query has unknown dataset %q", q.Dataset)
 	case !q.Start.Before(q.End):
-		return errors.New("query window must have start before end")
+		return invalid("query window must have start before end")
 	}
 	return nil
 }
@@ -69,18 +72,25 @@ func (s *Source) Count(ctx context.Context, q Query) (int64, error) {
 	}
 	var n int64
 	if err := s.Pool.QueryRow(ctx, sql, args...).Scan(&n); err != nil {
-		return 0, fmt.Errorf("error counting %s: %w", q.Dataset, err)
+		return 0, sourceError(ctx, err, q.table())
 	}
 	return n, nil
 }
 
 // Stream calls fn with each page of rows in (created_at, id) order,
-// starting after q.After. Every page is a short query of its own, so no
-// transaction or cursor is held between pages and a restart of PostgreSQL
-// fails only the page in flight; resume with After set to the last key
-// handed to fn. While fn works on a page the next one is already being
-// read, so the database and the caller's encoding overlap. An error from fn
-// stops Stream and is returned as is.
+// starting after q.After. Every page is read on its own, so no transaction
+// or cursor is held between pages and a restart of PostgreSQL fails only
+// the page in flight; resume with After set to the last key handed to fn.
+// A page of orders and its items and payments are read in one REPEATABLE
+// READ transaction, so a writer that changes an order and its children
+// together is never seen half-applied. While fn works on a page the next
+// one is already being read, so the database and the caller's encoding
+// overlap. An error from fn stops Stream and is returned as is.
+//
+// Errors reading the source are *exportd.Error with code source_error,
+// permanent when the schema or data cannot be read (naming the table,
+// column and row), transient otherwise; cancellation of ctx is returned
+// unclassified, wrapping context.Canceled.
 //
 // The batch, its slices and the strings and pointers in its records are
 // reused once fn returns: fn must copy what it keeps. Pointer fields may be
@@ -187,16 +197,32 @@ type idPos struct {
 type span struct{ start, n int }
 
 func (p *pager) page(ctx context.Context, after exportd.Key) (int, error) {
+	table := p.q.table()
 	conn, err := p.src.Pool.Acquire(ctx)
 	if err != nil {
-		return 0, fmt.Errorf("error acquiring connection: %w", err)
+		return 0, sourceError(ctx, err, table)
 	}
 	defer conn.Release()
-	c := conn.Conn()
 	if p.q.Dataset == exportd.Payments {
-		return p.paymentsPage(ctx, c, after)
+		// One statement: consistent by itself.
+		return p.paymentsPage(ctx, conn.Conn(), after)
 	}
-	return p.ordersPage(ctx, c, after)
+	// The page's three queries share one snapshot. The transaction ends
+	// with the page: a failed rollback closes the connection, which the
+	// pool then drops.
+	tx, err := conn.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return 0, sourceError(ctx, err, table)
+	}
+	defer tx.Rollback(ctx) // after Commit, a no-op
+	n, err := p.ordersPage(ctx, tx.Conn(), after)
+	if err != nil {
+		return 0, err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return 0, sourceError(ctx, err, table)
+	}
+	return n, nil
 }
 
 // pageSQL builds the keyset query of a page over table.
@@ -216,17 +242,15 @@ func (p *pager) pageSQL(table, columns string, after exportd.Key) (string, []any
 	return sql, args
 }
 
-const orderColumnsSQL = "id, location_id, created_at, updated_at, state, currency, subtotal, tax, tip, total, customer_ref, note"
-
 func (p *pager) ordersPage(ctx context.Context, c *pgx.Conn, after exportd.Key) (int, error) {
-	sql, args := p.pageSQL("orders", orderColumnsSQL, after)
+	sql, args := p.pageSQL("orders", orderCols.sql, after)
 	b := p.batch
 	b.Orders = b.Orders[:0]
 	p.ids = p.ids[:0]
 	p.tips = grow(p.tips, p.size)
 	p.customerRefs = grow(p.customerRefs, p.size)
 	p.noteStrs = grow(p.noteStrs, p.size)
-	err := p.scan(ctx, c, sql, args, 12, func(v [][]byte) error {
+	err := p.scan(ctx, c, orderCols, sql, args, func(v [][]byte) error {
 		i := len(b.Orders)
 		b.Orders = append(b.Orders, exportd.Order{})
 		o := &b.Orders[i]
@@ -235,8 +259,8 @@ func (p *pager) ordersPage(ctx context.Context, c *pgx.Conn, after exportd.Key) 
 		o.LocationID = p.intern(v[1])
 		o.CreatedAt = p.dec.time(v[2])
 		o.UpdatedAt = p.dec.time(v[3])
-		o.State = *p.intern(v[4])
-		o.Currency = *p.intern(v[5])
+		o.State = p.str(v[4])
+		o.Currency = p.str(v[5])
 		o.Subtotal = p.dec.int8(v[6])
 		o.Tax = p.dec.int8(v[7])
 		if v[8] != nil {
@@ -256,7 +280,7 @@ func (p *pager) ordersPage(ctx context.Context, c *pgx.Conn, after exportd.Key) 
 		return nil
 	})
 	if err != nil {
-		return 0, fmt.Errorf("error reading orders: %w", err)
+		return 0, err
 	}
 	if len(b.Orders) == 0 {
 		return 0, nil
@@ -266,6 +290,14 @@ func (p *pager) ordersPage(ctx context.Context, c *pgx.Conn, after exportd.Key) 
 	}
 	return len(b.Orders), nil
 }
+
+// The child queries of a page of orders, both sorted by order id to merge
+// against the page. A transaction of another merchant that names the
+// order is not its payment.
+var (
+	itemsSQL         = "SELECT " + itemCols.sql + " FROM order_items WHERE order_id = ANY($1::bigint[]) ORDER BY order_id, line"
+	orderPaymentsSQL = "SELECT " + paymentCols.sql + " FROM transactions WHERE order_id = ANY($1::bigint[]) AND merchant_id = $2 ORDER BY order_id, created_at, id"
+)
 
 // children fetches the items and payments of the page's orders, one query
 // each, and hangs them on their orders. Both come sorted by order id, so
@@ -294,25 +326,24 @@ func (p *pager) children(ctx context.Context, c *pgx.Conn) error {
 	clear(p.spans)
 	p.items = p.items[:0]
 	var cur int
-	err := p.scan(ctx, c, "SELECT order_id, line, sku, name, quantity, unit_price, amount FROM order_items WHERE order_id = ANY($1::bigint[]) ORDER BY order_id, line",
-		[]any{ids}, 7, func(v [][]byte) error {
-			pos, ok := p.position(p.dec.int8(v[0]), &cur)
-			if !ok {
-				return nil
-			}
-			p.items = append(p.items, exportd.Item{
-				Line:      p.dec.int4(v[1]),
-				SKU:       p.intern(v[2]),
-				Name:      *p.intern(v[3]),
-				Quantity:  p.dec.int4(v[4]),
-				UnitPrice: p.dec.int8(v[5]),
-				Amount:    p.dec.int8(v[6]),
-			})
-			p.note(pos, len(p.items)-1)
+	err := p.scan(ctx, c, itemCols, itemsSQL, []any{ids}, func(v [][]byte) error {
+		pos, ok := p.position(p.dec.int8(v[0]), &cur)
+		if !ok {
 			return nil
+		}
+		p.items = append(p.items, exportd.Item{
+			Line:      p.dec.int4(v[1]),
+			SKU:       p.intern(v[2]),
+			Name:      p.str(v[3]),
+			Quantity:  p.dec.int4(v[4]),
+			UnitPrice: p.dec.int8(v[5]),
+			Amount:    p.dec.int8(v[6]),
 		})
+		p.note(pos, len(p.items)-1)
+		return nil
+	})
 	if err != nil {
-		return fmt.Errorf("error reading order items: %w", err)
+		return err
 	}
 	for i := range orders {
 		sp := p.spans[i]
@@ -322,19 +353,18 @@ func (p *pager) children(ctx context.Context, c *pgx.Conn) error {
 	clear(p.spans)
 	p.pays = p.pays[:0]
 	cur = 0
-	err = p.scan(ctx, c, "SELECT "+paymentColumnsSQL+" FROM transactions WHERE order_id = ANY($1::bigint[]) AND merchant_id = $2 ORDER BY order_id, created_at, id",
-		[]any{ids, p.q.MerchantID}, 9, func(v [][]byte) error {
-			pos, ok := p.position(p.dec.int8(v[1]), &cur)
-			if !ok {
-				return nil
-			}
-			p.pays = append(p.pays, exportd.Payment{})
-			p.payment(&p.pays[len(p.pays)-1], v)
-			p.note(pos, len(p.pays)-1)
+	err = p.scan(ctx, c, paymentCols, orderPaymentsSQL, []any{ids, p.q.MerchantID}, func(v [][]byte) error {
+		pos, ok := p.position(p.dec.int8(v[1]), &cur)
+		if !ok {
 			return nil
-		})
+		}
+		p.pays = append(p.pays, exportd.Payment{})
+		p.payment(&p.pays[len(p.pays)-1], v)
+		p.note(pos, len(p.pays)-1)
+		return nil
+	})
 	if err != nil {
-		return fmt.Errorf("error reading order payments: %w", err)
+		return err
 	}
 	for i := range orders {
 		sp := p.spans[i]
@@ -364,19 +394,17 @@ func (p *pager) note(pos, idx int) {
 	p.spans[pos].n++
 }
 
-const paymentColumnsSQL = "id, order_id, location_id, created_at, kind, tender, card_brand, result, amount"
-
 func (p *pager) paymentsPage(ctx context.Context, c *pgx.Conn, after exportd.Key) (int, error) {
-	sql, args := p.pageSQL("transactions", paymentColumnsSQL, after)
+	sql, args := p.pageSQL("transactions", paymentCols.sql, after)
 	b := p.batch
 	b.Payments = b.Payments[:0]
-	err := p.scan(ctx, c, sql, args, 9, func(v [][]byte) error {
+	err := p.scan(ctx, c, paymentCols, sql, args, func(v [][]byte) error {
 		b.Payments = append(b.Payments, exportd.Payment{})
 		p.payment(&b.Payments[len(b.Payments)-1], v)
 		return nil
 	})
 	if err != nil {
-		return 0, fmt.Errorf("error reading payments: %w", err)
+		return 0, err
 	}
 	return len(b.Payments), nil
 }
@@ -387,48 +415,54 @@ func (p *pager) payment(x *exportd.Payment, v [][]byte) {
 	x.MerchantID = p.q.MerchantID
 	x.LocationID = p.intern(v[2])
 	x.CreatedAt = p.dec.time(v[3])
-	x.Kind = *p.intern(v[4])
-	x.Tender = *p.intern(v[5])
+	x.Kind = p.str(v[4])
+	x.Tender = p.str(v[5])
 	x.CardBrand = p.intern(v[6])
-	x.Result = *p.intern(v[7])
+	x.Result = p.str(v[7])
 	x.Amount = p.dec.int8(v[8])
 }
 
 // scan runs a query asking for binary results and hands each row's raw
-// column values to fn: no Scan, no reflection, no interface per value.
-func (p *pager) scan(ctx context.Context, c *pgx.Conn, sql string, args []any, columns int, fn func([][]byte) error) error {
+// column values to fn: no Scan, no reflection, no interface per value. The
+// result's column types are checked against cs once, before the first row.
+// Every error it returns is classified (sourceError).
+func (p *pager) scan(ctx context.Context, c *pgx.Conn, cs *columns, sql string, args []any, fn func([][]byte) error) error {
+	p.dec.bad = false
 	rows, err := c.Query(ctx, sql, append([]any{pgx.QueryResultFormats{pgx.BinaryFormatCode}}, args...)...)
 	if err != nil {
-		return err
+		return sourceError(ctx, err, cs.table)
 	}
 	defer rows.Close()
-	if fds := rows.FieldDescriptions(); len(fds) != columns || !allBinary(fds) {
+	if fds := rows.FieldDescriptions(); !cs.fits(fds) {
 		// A query the server cut off (shutdown, terminated backend) has no
 		// fields either: report why, not a shape it never had.
 		rows.Close()
 		if err := rows.Err(); err != nil {
-			return err
+			return sourceError(ctx, err, cs.table)
 		}
-		return errors.New("unexpected result shape: the source needs the extended protocol's binary results")
+		return cs.check(ctx, c, fds)
 	}
 	for rows.Next() {
-		if err := fn(rows.RawValues()); err != nil {
-			return err
+		v := rows.RawValues()
+		if err := fn(v); err != nil {
+			return sourceError(ctx, err, cs.table)
 		}
-		if p.dec.err != nil {
-			return p.dec.err
+		if p.dec.bad {
+			return cs.rowError(v)
 		}
 	}
-	return rows.Err()
+	return sourceError(ctx, rows.Err(), cs.table)
 }
 
-func allBinary(fds []pgconn.FieldDescription) bool {
-	for _, fd := range fds {
-		if fd.Format != pgx.BinaryFormatCode {
-			return false
-		}
+// str returns a not-null string column's value, interned; NULL marks the
+// row bad.
+func (p *pager) str(b []byte) string {
+	s := p.intern(b)
+	if s == nil {
+		p.dec.bad = true
+		return ""
 	}
-	return true
+	return *s
 }
 
 // intern returns a shared copy of a low-cardinality string (location, state,

@@ -386,9 +386,20 @@ func TestSourceRejectsBadQuery(t *testing.T) {
 		{MerchantID: "m1", Dataset: exportd.Orders, Start: t0, End: t0},
 	} {
 		_, err := src.Count(context.Background(), q)
-		require.Error(t, err)
-		require.Error(t, src.Stream(context.Background(), q, func(*exportd.Batch) error { return nil }))
+		requireInvalid(t, err)
+		_, err = src.DistinctOrders(context.Background(), q, exportd.Key{})
+		requireInvalid(t, err)
+		requireInvalid(t, src.Stream(context.Background(), q, func(*exportd.Batch) error { return nil }))
 	}
+}
+
+// requireInvalid asserts that err refuses the query for good.
+func requireInvalid(t *testing.T, err error) {
+	t.Helper()
+	e := exportd.AsError(err)
+	require.NotNil(t, e, "unclassified: %v", err)
+	require.Equal(t, exportd.CodeInvalidRequest, e.Code)
+	require.True(t, e.Permanent)
 }
 
 // TestSourceSurvivesRestart restarts PostgreSQL in the middle of a stream:
