@@ -104,6 +104,17 @@ func (f *fixture) run(t *testing.T, s exportd.Spec) (exportd.Manifest, activitie
 	return m, fin
 }
 
+// manifestOf lists an export's recorded files, as Finalize reads them.
+func (f *fixture) manifestOf(t *testing.T, pool *pgxpool.Pool, exportID string) []exportd.FileInfo {
+	t.Helper()
+	var out []exportd.FileInfo
+	require.NoError(t, (&postgres.Files{Pool: pool}).Each(context.Background(), exportID, func(fi exportd.FileInfo) error {
+		out = append(out, fi)
+		return nil
+	}))
+	return out
+}
+
 // manifest reads an export's committed manifest.json.
 func (f *fixture) manifest(t *testing.T, exportID string) exportd.Manifest {
 	t.Helper()
