@@ -18,7 +18,7 @@ func ExportActivity(ctx context.Context, c client.Client, workflowID string) (se
 	it := c.GetWorkflowHistory(ctx, workflowID, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
 	names := map[int64]string{}
 	scheduled := map[int64]time.Time{}
-	tries := map[int64]int32{}
+	var exports int32 // the workflow retries the step: each attempt is an activity
 	for it.HasNext() {
 		ev, err := it.Next()
 		if err != nil {
@@ -28,13 +28,13 @@ func ExportActivity(ctx context.Context, c client.Client, workflowID string) (se
 		case enumspb.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
 			names[ev.GetEventId()] = ev.GetActivityTaskScheduledEventAttributes().GetActivityType().GetName()
 			scheduled[ev.GetEventId()] = ev.GetEventTime().AsTime()
-		case enumspb.EVENT_TYPE_ACTIVITY_TASK_STARTED:
-			a := ev.GetActivityTaskStartedEventAttributes()
-			tries[a.GetScheduledEventId()] = a.GetAttempt()
+			if names[ev.GetEventId()] == "Export" {
+				exports++
+			}
 		case enumspb.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
 			sid := ev.GetActivityTaskCompletedEventAttributes().GetScheduledEventId()
 			if names[sid] == "Export" {
-				return ev.GetEventTime().AsTime().Sub(scheduled[sid]).Seconds(), tries[sid], nil
+				return ev.GetEventTime().AsTime().Sub(scheduled[sid]).Seconds(), exports, nil
 			}
 		}
 	}

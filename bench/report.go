@@ -199,6 +199,15 @@ type Target struct {
 // RatioTargets are the issue's minimum ratios to the limit, per run.
 var RatioTargets = map[string]float64{"parquet": 0.8, "jsonl.gz": 0.6, "csv.gz": 0.6, "all": 0.4}
 
+// FilesSuffix joins a run's formats and a file count in a run name:
+// "parquet/files=12000" exports the window as that many parquet files.
+const FilesSuffix = "/files="
+
+// MinFileCountRatio bounds how much slower an export with many small
+// files may be than the same export with a few large ones (rows/s, each
+// taken against the limit timed before it).
+const MinFileCountRatio = 0.8
+
 // Goals of the issue beside the ratios.
 const (
 	MaxPeakRSSMiB   = 256
@@ -219,6 +228,9 @@ func Targets(sum Summary, lat *Latency, load *LoadResult) []Target {
 		goal := RatioTargets[name]
 		ts = append(ts, Target{What: name + " rows/s vs limit", Goal: fmt.Sprintf(">= %.1fx", goal),
 			Got: fmt.Sprintf("%.2fx", rs.RatioToLimit), Pass: rs.RatioToLimit >= goal, Margin: fmt.Sprintf("%.2f of goal", rs.RatioToLimit/goal)})
+	}
+	if t, ok := fileCountTarget(sum); ok {
+		ts = append(ts, t)
 	}
 	var peak float64
 	for _, rs := range sum.Runs {
@@ -241,6 +253,35 @@ func Targets(sum Summary, lat *Latency, load *LoadResult) []Target {
 			Margin: fmt.Sprintf("p99 %.2f of budget", load.P99/MaxGetP99Millis)})
 	}
 	return ts
+}
+
+// fileCountTarget compares the file-count run with the most files to the
+// one with the fewest.
+func fileCountTarget(sum Summary) (Target, bool) {
+	fewest, most := 0, 0
+	var few, many RunSummary
+	for name, rs := range sum.Runs {
+		_, count, ok := strings.Cut(name, FilesSuffix)
+		if !ok {
+			continue
+		}
+		var n int
+		if _, err := fmt.Sscan(count, &n); err != nil {
+			continue
+		}
+		if fewest == 0 || n < fewest {
+			fewest, few = n, rs
+		}
+		if n > most {
+			most, many = n, rs
+		}
+	}
+	if fewest == 0 || most == fewest || few.RatioToLimit == 0 {
+		return Target{}, false
+	}
+	r := many.RatioToLimit / few.RatioToLimit
+	return Target{What: fmt.Sprintf("%d files vs %d files, rows/s", most, fewest), Goal: fmt.Sprintf(">= %.1fx", MinFileCountRatio),
+		Got: fmt.Sprintf("%.2fx", r), Pass: r >= MinFileCountRatio, Margin: fmt.Sprintf("%.2f of goal", r/MinFileCountRatio)}, true
 }
 
 // WriteTargets prints the targets, one a line.

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/exportd/exportd/postgres"
 )
 
 // The large export of the fault tests: every order of one merchant, in
@@ -154,13 +156,13 @@ func TestRestartsAndGracefulStops(t *testing.T) {
 		exit := w.terminate(t, 15*time.Second)
 		require.NoError(t, w.err, "a worker asked to stop exits cleanly")
 		require.Empty(t, s.uploadsOf(t, id, before.Attempt), "a stopping attempt discards its open part")
-		// Its last heartbeat, flushed on the way out, is the last part it
-		// committed: the retry loses nothing.
+		// Every part it committed is recorded in PostgreSQL, where the
+		// retry resumes: it loses nothing.
 		committed := s.committedParts(t, id)
-		handed, err := s.exportAttempt(ctx, id)
-		require.NoError(t, err)
-		require.Equal(t, committed, handed.Checkpoint.Part, "the checkpoint a stopped worker leaves")
+		from, err := (&postgres.Files{Pool: s.pool}).Resume(ctx, id)
 		w = s.startWorker(t)
+		require.NoError(t, err)
+		require.Equal(t, committed, from.Part, "the resume point a stopped worker leaves")
 		resumed, after := s.waitAttemptRunning(t, id, before.Attempt)
 		require.NotZero(t, after.Attempt, "the export finished without a retry after SIGTERM")
 		handover := resumed.Sub(term)
@@ -171,8 +173,8 @@ func TestRestartsAndGracefulStops(t *testing.T) {
 		s.waitSucceeded(t, id)
 		took := time.Since(began)
 		s.verifySame(t, id, want)
-		t.Logf("SIGTERM in part %d: worker exited in %s with its checkpoint at part %d; attempt %d running %s after SIGTERM; export took %s (undisturbed %s); files byte-identical",
-			committed, exit.Round(time.Millisecond), handed.Checkpoint.Part, after.Attempt,
+		t.Logf("SIGTERM in part %d: worker exited in %s with parts to %d recorded; attempt %d running %s after SIGTERM; export took %s (undisturbed %s); files byte-identical",
+			committed, exit.Round(time.Millisecond), from.Part, after.Attempt,
 			handover.Round(time.Millisecond), took.Round(time.Millisecond), base.Round(time.Millisecond))
 	})
 

@@ -16,6 +16,7 @@ import (
 	"runtime/pprof"
 	"runtime/trace"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -77,6 +78,8 @@ func runBench(ctx context.Context, args []string, env func(string) string, stdou
 	runs := fs.String("formats", "parquet,arrow,jsonl.gz,csv.gz,all", "runs, in order: formats exported alone, and all for the four formats in one pass")
 	dataset := fs.String("dataset", "orders", "dataset exported: orders or payments")
 	fs.IntVar(&cfg.maxRowsPerFile, "max-rows-per-file", 0, "part size of the exports (0: the service default)")
+	fileCounts := fs.String("file-counts", "12,12000", `file counts of the file-count runs, which export the window as that many parquet files: `+
+		`their rows/s must not fall with the count ("": none)`)
 	fs.BoolVar(&cfg.skipLoad, "skip-load", false, "skip the HTTP load test of GET /v1/exports/{id}")
 	fs.DurationVar(&cfg.loadDuration, "load-duration", 10*time.Second, "duration of each HTTP load test")
 	fs.Float64Var(&cfg.loadRate, "load-rate", bench.GetRate, "requests per second offered by the open-loop load test")
@@ -101,7 +104,17 @@ func runBench(ctx context.Context, args []string, env func(string) string, stdou
 		if r = strings.TrimSpace(r); r == "" {
 			continue
 		}
-		if _, err := runFormats(r); err != nil {
+		if _, _, err := runSpec(r); err != nil {
+			return err
+		}
+		cfg.runs = append(cfg.runs, r)
+	}
+	for n := range strings.SplitSeq(*fileCounts, ",") {
+		if n = strings.TrimSpace(n); n == "" {
+			continue
+		}
+		r := string(exportd.Parquet) + bench.FilesSuffix + n
+		if _, _, err := runSpec(r); err != nil {
 			return err
 		}
 		cfg.runs = append(cfg.runs, r)
@@ -133,6 +146,23 @@ func runBench(ctx context.Context, args []string, env func(string) string, stdou
 	b := &bencher{cfg: cfg, out: stdout, progress: stderr, logFile: logFile,
 		log: slog.New(slog.NewMultiHandler(toFile, toTerminal))}
 	return b.run(ctx)
+}
+
+// runSpec returns the formats of a run and the files it asks for:
+// "FORMAT" or "all", optionally followed by bench.FilesSuffix and a file
+// count ("parquet/files=12000"); files is 0 without one.
+func runSpec(run string) ([]exportd.Format, int, error) {
+	name, count, ok := strings.Cut(run, bench.FilesSuffix)
+	files := 0
+	if ok {
+		n, err := strconv.Atoi(count)
+		if err != nil || n < 1 {
+			return nil, 0, fmt.Errorf("run %q: the file count must be a positive whole number", run)
+		}
+		files = n
+	}
+	fs, err := runFormats(name)
+	return fs, files, err
 }
 
 // runFormats returns the formats of a run: one format, or "all" four.
@@ -169,6 +199,7 @@ type bencher struct {
 	stack  *Stack
 	key    string // the bench app's API key
 	window bench.Window
+	rows   int64 // in the window
 	exe    string
 	env    []string // the worker children's environment
 	pids   map[string]int
@@ -212,6 +243,7 @@ func (b *bencher) run(ctx context.Context) error {
 	if res.Rows, err = (&postgres.Source{Pool: b.stack.Pool}).Count(ctx, b.query()); err != nil {
 		return err
 	}
+	b.rows = res.Rows
 	b.printf("warming up: one untimed COPY of the window")
 	if _, err := b.limit(ctx); err != nil {
 		return err
@@ -443,8 +475,12 @@ func (b *bencher) limitSample(ctx context.Context) (bench.Sample, []bench.LimitP
 // exportSample times one export of the window through the API, with a
 // fresh worker process whose peak RSS is then the run's alone.
 func (b *bencher) exportSample(ctx context.Context, run string, rep int) (bench.Sample, error) {
-	formats, _ := runFormats(run)
-	w, err := b.startWorker(ctx, fmt.Sprintf("%s-%d", run, rep))
+	formats, files, _ := runSpec(run)
+	maxRows := b.cfg.maxRowsPerFile
+	if files > 0 {
+		maxRows = int((b.rows + int64(files) - 1) / int64(files))
+	}
+	w, err := b.startWorker(ctx, fmt.Sprintf("%s-%d", strings.ReplaceAll(run, "/", "-"), rep))
 	if err != nil {
 		return bench.Sample{}, err
 	}
@@ -458,7 +494,7 @@ func (b *bencher) exportSample(ctx context.Context, run string, rep int) (bench.
 	rss := bench.SampleRSS(w.pid(), 50*time.Millisecond)
 	before := b.cpu(w.pid())
 	start := time.Now()
-	doc, err := b.export(ctx, formats, b.window.Start, b.window.End)
+	doc, err := b.export(ctx, formats, maxRows, b.window.Start, b.window.End)
 	elapsed := time.Since(start)
 	sampled := rss.Stop()
 	if err != nil {
@@ -468,8 +504,22 @@ func (b *bencher) exportSample(ctx context.Context, run string, rep int) (bench.
 	if _, s.PeakRSS, err = bench.Memory(w.pid()); err != nil {
 		return s, err
 	}
-	for _, f := range doc.Files {
+	var m exportd.Manifest
+	if _, err := demoCall(ctx, http.MethodGet, b.stack.Info.APIURL+"/v1/exports/"+doc.ID+"/manifest", b.key, "", &m); err != nil {
+		return s, fmt.Errorf("error reading the manifest of %s: %w", doc.ID, err)
+	}
+	var rows int64
+	for _, f := range m.Files {
 		s.Bytes += f.Bytes
+		if f.Format == formats[0] {
+			rows += f.Rows
+		}
+	}
+	if rows != b.rows || m.Rows != b.rows {
+		return s, fmt.Errorf("export %s: the manifest's files hold %d rows, %d in all; the window has %d", doc.ID, rows, m.Rows, b.rows)
+	}
+	if files > 0 && len(m.Files) != files*len(formats) {
+		b.printf("NOTE: export %s has %d files, asked for %d", doc.ID, len(m.Files), files*len(formats))
 	}
 	var attempts int32
 	if s.Activity, attempts, err = bench.ExportActivity(ctx, b.stack.Client, workflows.WorkflowID(doc.ID)); err != nil {
@@ -490,11 +540,11 @@ func (b *bencher) exportSample(ctx context.Context, run string, rep int) (bench.
 
 // export submits an export through the API and polls it until it
 // succeeds.
-func (b *bencher) export(ctx context.Context, formats []exportd.Format, start, end time.Time) (statusDoc, error) {
+func (b *bencher) export(ctx context.Context, formats []exportd.Format, maxRows int, start, end time.Time) (statusDoc, error) {
 	req := map[string]any{"merchantId": b.window.MerchantID, "dataset": b.window.Dataset,
 		"start": start.Format(time.RFC3339Nano), "end": end.Format(time.RFC3339Nano), "formats": formats}
-	if b.cfg.maxRowsPerFile > 0 {
-		req["maxRowsPerFile"] = b.cfg.maxRowsPerFile
+	if maxRows > 0 {
+		req["maxRowsPerFile"] = maxRows
 	}
 	body, err := json.Marshal(req)
 	if err != nil {
@@ -585,7 +635,7 @@ func (b *bencher) latency(ctx context.Context) (*bench.Latency, string, error) {
 	var id string
 	for i := range b.cfg.latencyExports {
 		t := time.Now()
-		doc, err := b.export(ctx, b.cfg.latencyFormats, start, end)
+		doc, err := b.export(ctx, b.cfg.latencyFormats, b.cfg.maxRowsPerFile, start, end)
 		if err != nil {
 			return nil, "", err
 		}
