@@ -52,8 +52,12 @@ const (
 )
 
 // describeTimeout bounds one question to Temporal, so that one slow
-// answer cannot stall a pass for long.
-const describeTimeout = 10 * time.Second
+// answer cannot stall a pass for long; maxFailures failed questions in a
+// row end the pass.
+const (
+	describeTimeout = 10 * time.Second
+	maxFailures     = 3
+)
 
 // Run makes a pass at once and then every r.Every until ctx ends.
 func (r *Reaper) Run(ctx context.Context) {
@@ -92,14 +96,34 @@ func (r *Reaper) Pass(ctx context.Context) (PassResult, error) {
 	if err != nil {
 		return res, err
 	}
+	// Entries come running first: their leases are renewed before the
+	// pass goes on to the waiting ones, however many wait.
 	var open []string
+	failures := 0
+	renew := func() error {
+		n, err := r.Queue.Renew(ctx, open, r.Limits.Lease)
+		res.Renewed += n
+		open = nil
+		return err
+	}
 	for _, e := range entries {
+		if !e.Running && len(open) > 0 {
+			if err := renew(); err != nil {
+				return res, err
+			}
+		}
 		st, err := r.status(ctx, e.ExportID)
 		if err != nil {
 			// Temporal unsure: leave the row; a slot's lease still runs.
+			// Several failures in a row mean Temporal is away: end the
+			// pass rather than wait out a timeout per row.
 			r.logger().Warn("queue reaper cannot tell whether an export's workflow is open", "export_id", e.ExportID, "error", err)
+			if failures++; failures == maxFailures {
+				return res, errors.Join(fmt.Errorf("queue reaper pass ended after %d failures in a row: %w", failures, err), renew())
+			}
 			continue
 		}
+		failures = 0
 		if st == workflowOpen {
 			if e.Running {
 				open = append(open, e.ExportID)
@@ -120,10 +144,7 @@ func (r *Reaper) Pass(ctx context.Context) (PassResult, error) {
 		}
 		r.wake(ctx, next)
 	}
-	if res.Renewed, err = r.Queue.Renew(ctx, open, r.Limits.Lease); err != nil {
-		return res, err
-	}
-	return res, nil
+	return res, renew()
 }
 
 type workflowStatus int

@@ -3,6 +3,7 @@ package worker_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -27,13 +28,16 @@ type fakeTemporal struct {
 	mu       sync.Mutex
 	statuses map[string]enumspb.WorkflowExecutionStatus
 	broken   map[string]bool
+	down     bool // every question fails
+	asked    int
 	signals  []string
 }
 
 func (f *fakeTemporal) DescribeWorkflowExecution(_ context.Context, workflowID, _ string) (*workflowservice.DescribeWorkflowExecutionResponse, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.broken[workflowID] {
+	f.asked++
+	if f.down || f.broken[workflowID] {
 		return nil, serviceerror.NewUnavailable("frontend unavailable")
 	}
 	st, ok := f.statuses[workflowID]
@@ -177,4 +181,25 @@ func TestReaperRunFreesAWedgedQueue(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("Run did not return after its context ended")
 	}
+}
+
+// TestReaperPassStopsWhenTemporalIsAway: with Temporal down, a pass
+// gives up after a few questions and leaves every row alone.
+func TestReaperPassStopsWhenTemporalIsAway(t *testing.T) {
+	ctx := context.Background()
+	q := &postgres.Queue{Pool: pgtest.New(t)}
+	l := postgres.Limits{Global: 1, Lease: time.Minute}
+	for i := range 10 {
+		_, err := q.TryAcquire(ctx, fmt.Sprintf("e%d", i), "M", time.Now().Add(-time.Hour), l)
+		require.NoError(t, err)
+	}
+	tc := &fakeTemporal{down: true}
+	r := &worker.Reaper{Queue: q, Temporal: tc, Limits: l}
+	res, err := r.Pass(ctx)
+	require.Error(t, err)
+	require.True(t, res.Ran)
+	require.Equal(t, 3, tc.asked)
+	entries, err := q.Entries(ctx)
+	require.NoError(t, err)
+	require.Len(t, entries, 10)
 }
