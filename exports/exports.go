@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"reflect"
 	"strconv"
@@ -80,6 +81,9 @@ type Service struct {
 	// AllowPrivateWebhooks accepts webhook URLs on loopback and private
 	// networks (dev); production refuses them.
 	AllowPrivateWebhooks bool
+	// Logger receives what the engine cannot return to a caller; nil
+	// means slog.Default().
+	Logger *slog.Logger
 }
 
 // Queue is the admission queue as the API sees it; *postgres.Queue
@@ -128,8 +132,8 @@ func (s *Service) Create(ctx context.Context, app postgres.App, spec exportd.Spe
 		return exportd.State{}, false, err
 	}
 	state, err = starter.Start(ctx, s.Temporal, spec)
-	if err != nil && !errors.Is(err, starter.ErrExists) && s.Queue != nil {
-		_, _ = s.Queue.Release(ctx, spec.ExportID, postgres.Limits{})
+	if err != nil && !errors.Is(err, starter.ErrExists) {
+		s.unqueue(ctx, spec.ExportID)
 	}
 	if errors.Is(err, starter.ErrExists) {
 		prev, err := starter.Describe(ctx, s.Temporal, spec.ExportID)
@@ -177,6 +181,32 @@ func (s *Service) admit(ctx context.Context, spec exportd.Spec, now time.Time) e
 		return &LimitError{Reason: fmt.Sprintf("%d exports are already waiting to run", waiting), RetryAfter: 30 * time.Second}
 	}
 	return nil
+}
+
+// unqueueTimeout bounds the compensating release after a failed start.
+const unqueueTimeout = 10 * time.Second
+
+// unqueue takes back the queue place of an export whose workflow did not
+// start. A start often fails because the client went away or its deadline
+// passed, so the release runs on a context the request's end cannot
+// cancel. Should it fail too, the queue reaper removes the row.
+func (s *Service) unqueue(ctx context.Context, exportID string) {
+	if s.Queue == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), unqueueTimeout)
+	defer cancel()
+	if _, err := s.Queue.Release(ctx, exportID, postgres.Limits{}); err != nil {
+		s.logger().Error("releasing the queue place of an export that did not start; the queue reaper will remove it",
+			"export_id", exportID, "error", err)
+	}
+}
+
+func (s *Service) logger() *slog.Logger {
+	if s.Logger != nil {
+		return s.Logger
+	}
+	return slog.Default()
 }
 
 // SameRequest compares what a client asked for, not server-side fields.

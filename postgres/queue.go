@@ -16,9 +16,10 @@ type Limits struct {
 	Global int
 	// PerMerchant caps one merchant's running exports; 0 means no cap.
 	PerMerchant int
-	// Lease bounds how long a slot can be held; a slot older than this is
-	// taken to belong to an export that ended without releasing it. It
-	// should exceed the Export activity's own time limit.
+	// Lease is how long a slot is held without renewal: the queue reaper
+	// renews the slots of exports whose workflow is open, and a slot
+	// whose lease ran out is taken to belong to an export that ended
+	// without releasing it. 0 means slots never expire.
 	Lease time.Duration
 }
 
@@ -126,7 +127,8 @@ func (q *Queue) TryAcquire(ctx context.Context, exportID, merchantID string, enq
 			return err
 		}
 		if pos := indexOf(next, exportID); pos >= 0 && (l.Global == 0 || pos < freeGlobal(ctx, tx, l)) {
-			_, err := tx.Exec(ctx, "UPDATE export_queue SET acquired_at = now() WHERE export_id = $1", exportID)
+			_, err := tx.Exec(ctx, "UPDATE export_queue SET acquired_at = now(), lease_until = now() + $2::interval WHERE export_id = $1",
+				exportID, leaseArg(l))
 			adm.Acquired = err == nil
 			return err
 		}
@@ -143,14 +145,28 @@ func (q *Queue) TryAcquire(ctx context.Context, exportID, merchantID string, enq
 // Release frees exportID's slot or place in the queue, and returns the
 // waiting exports that may now run, so the caller can wake them.
 func (q *Queue) Release(ctx context.Context, exportID string, l Limits) ([]string, error) {
+	_, next, err := q.remove(ctx, l, "DELETE FROM export_queue WHERE export_id = $1", exportID)
+	if err != nil {
+		return nil, fmt.Errorf("error releasing an export slot: %w", err)
+	}
+	return next, nil
+}
+
+// remove runs del, a DELETE from export_queue, under the queue lock, then
+// expires leases and returns whether del removed a row and the waiting
+// exports that may run now.
+func (q *Queue) remove(ctx context.Context, l Limits, del string, args ...any) (bool, []string, error) {
 	var next []string
+	var removed bool
 	err := pgx.BeginFunc(ctx, q.Pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", queueLock); err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, "DELETE FROM export_queue WHERE export_id = $1", exportID); err != nil {
+		tag, err := tx.Exec(ctx, del, args...)
+		if err != nil {
 			return err
 		}
+		removed = tag.RowsAffected() > 0
 		if err := expireLeases(ctx, tx, l); err != nil {
 			return err
 		}
@@ -165,10 +181,7 @@ func (q *Queue) Release(ctx context.Context, exportID string, l Limits) ([]strin
 		next = all[:max(n, 0)]
 		return nil
 	})
-	if err != nil {
-		return nil, fmt.Errorf("error releasing an export slot: %w", err)
-	}
-	return next, nil
+	return removed, next, err
 }
 
 // eligible lists waiting exports in queue order whose merchant is under
@@ -210,12 +223,25 @@ func freeGlobal(ctx context.Context, tx pgx.Tx, l Limits) int {
 	return l.Global - running
 }
 
+// expireLeases frees slots whose lease ran out. A slot acquired by a
+// worker that predates leases has no lease_until; it is leased from its
+// acquisition.
 func expireLeases(ctx context.Context, tx pgx.Tx, l Limits) error {
 	if l.Lease <= 0 {
 		return nil
 	}
-	_, err := tx.Exec(ctx, "DELETE FROM export_queue WHERE acquired_at < now() - $1::interval", l.Lease)
+	_, err := tx.Exec(ctx, `DELETE FROM export_queue
+		WHERE acquired_at IS NOT NULL AND coalesce(lease_until, acquired_at + $1::interval) < now()`, l.Lease)
 	return err
+}
+
+// leaseArg is the lease of a newly acquired slot as a query argument:
+// NULL (no expiry) when l has no lease.
+func leaseArg(l Limits) any {
+	if l.Lease <= 0 {
+		return nil
+	}
+	return l.Lease
 }
 
 func indexOf(ids []string, id string) int {

@@ -182,6 +182,9 @@ func runWorker(ctx context.Context, args []string, env func(string) string, stdo
 	if err := parse(fs, args, env); err != nil {
 		return err
 	}
+	if err := lim.check(); err != nil {
+		return err
+	}
 	log, err := c.logger(stderr)
 	if err != nil {
 		return err
@@ -217,6 +220,7 @@ func runWorker(ctx context.Context, args []string, env func(string) string, stdo
 	log.Info("worker running", "task_queue", "exports", "temporal", c.temporal)
 	running.Store(true)
 	defer running.Store(false)
+	defer startReaper(lim.reaper(), pool, cl, log)()
 	return w.Run(interruptOn(ctx))
 }
 
@@ -265,7 +269,7 @@ func runAPI(ctx context.Context, args []string, env func(string) string, stdout,
 	}
 	svc := d.service()
 	svc.Queue, svc.QueueLimit, svc.Hours = &postgres.Queue{Pool: d.pool}, adm.queueLimit, hours
-	svc.AllowPrivateWebhooks = *allowPrivate
+	svc.AllowPrivateWebhooks, svc.Logger = *allowPrivate, log
 	srv := newServer(api.Config{
 		Service: svc, Logger: log, PublicURL: *publicURL,
 		TokenKey: exports.DeriveKey(d.key, "elastic path access tokens"),
@@ -276,20 +280,58 @@ func runAPI(ctx context.Context, args []string, env func(string) string, stdout,
 	return serve(ctx, srv, ln)
 }
 
-// limitFlags cap running exports; workers enforce them.
+// limitFlags cap running exports; workers enforce them, and their queue
+// reapers keep the admission table true to Temporal.
 type limitFlags struct {
 	global, perMerchant int
+	lease, reapEvery    time.Duration
 }
 
 func (l *limitFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&l.global, "max-running-exports", 4, "exports running at once across all workers (0: no cap); set to workers x --max-concurrent-exports")
 	fs.IntVar(&l.perMerchant, "max-running-per-merchant", 2, "exports of one merchant running at once (0: no cap)")
+	fs.DurationVar(&l.lease, "slot-lease", 5*time.Minute, "a running slot not renewed for this long is taken back; the queue reaper renews it while the export's workflow is open")
+	fs.DurationVar(&l.reapEvery, "reap-interval", worker.DefaultReapEvery, "time between queue reaper passes, which remove admission rows of ended or missing workflows and renew slot leases (0: none here; another worker must run one)")
+}
+
+// check refuses a lease that could run out between two renewals.
+func (l *limitFlags) check() error {
+	if l.lease > 0 && l.reapEvery > 0 && l.lease < 3*l.reapEvery {
+		return fmt.Errorf("--slot-lease (%s) must be at least 3 x --reap-interval (%s), or slots of running exports expire between renewals", l.lease, l.reapEvery)
+	}
+	return nil
 }
 
 func (l *limitFlags) limits() postgres.Limits {
-	// A slot outlives the Export activity's own 24 h limit before it is
-	// taken back from an export that ended without releasing it.
-	return postgres.Limits{Global: l.global, PerMerchant: l.perMerchant, Lease: 25 * time.Hour}
+	return postgres.Limits{Global: l.global, PerMerchant: l.perMerchant, Lease: l.lease}
+}
+
+// reaper is the queue reaper of a worker with these flags, or nil when
+// --reap-interval is 0 (another worker must then run one).
+func (l *limitFlags) reaper() *worker.Reaper {
+	if l.reapEvery <= 0 {
+		return nil
+	}
+	return &worker.Reaper{Limits: l.limits(), Every: l.reapEvery}
+}
+
+// startReaper runs r (nil: nothing) on pool and c until the returned stop
+// is called, which waits for a pass under way to end.
+func startReaper(r *worker.Reaper, pool *pgxpool.Pool, c worker.Temporal, log *slog.Logger) (stop func()) {
+	if r == nil {
+		return func() {}
+	}
+	r.Queue, r.Temporal, r.Logger = &postgres.Queue{Pool: pool}, c, log.With("component", "queue-reaper")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		r.Run(ctx)
+	}()
+	return func() {
+		cancel()
+		<-done
+	}
 }
 
 // admissionFlags are the API's refusals: queue limit and service hours.

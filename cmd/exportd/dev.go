@@ -32,6 +32,9 @@ func runDev(ctx context.Context, args []string, env func(string) string, stdout,
 	if err := parse(fs, args, env); err != nil {
 		return err
 	}
+	if err := lim.check(); err != nil {
+		return err
+	}
 	// The terminal shows the banner, the demo and warnings; the full log
 	// goes to a file in the data dir.
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
@@ -55,6 +58,7 @@ func runDev(ctx context.Context, args []string, env func(string) string, stdout,
 	cfg.Logger = log
 	cfg.ToolsDir = toolsDir()
 	cfg.Limits, cfg.QueueLimit = lim.limits(), adm.queueLimit
+	cfg.Reaper = lim.reaper()
 	if cfg.Hours, err = exports.ParseHours(adm.serviceHours); err != nil {
 		return err
 	}

@@ -60,6 +60,10 @@ type StackConfig struct {
 	Hours      exports.Hours
 	// RetryFor bounds how long an export retries failures that may heal.
 	RetryFor time.Duration
+	// Reaper is the in-process worker's queue reaper (its limits and
+	// interval; Start gives it the queue, client and logger); nil runs
+	// none.
+	Reaper *worker.Reaper
 }
 
 // Stack is PostgreSQL, the Temporal dev server, the worker and the API in
@@ -76,8 +80,9 @@ type Stack struct {
 	// worker and their Temporal client all record into it.
 	Metrics *metrics.Registry
 
-	worker sdkworker.Worker
-	server *http.Server
+	worker     sdkworker.Worker
+	stopReaper func()
+	server     *http.Server
 }
 
 // Info is dev.json: how to reach the stack and act as its demo apps.
@@ -177,7 +182,7 @@ func (s *Stack) Start(ctx context.Context) error {
 	svc := &exports.Service{Temporal: s.Client, Access: access, Store: s.Store, Index: &postgres.Files{Pool: s.Pool},
 		Signer: &exports.Signer{Key: exports.DeriveKey(masterKey, "signed download URLs")},
 		Queue:  &postgres.Queue{Pool: s.Pool}, QueueLimit: cfg.QueueLimit, Hours: cfg.Hours,
-		AllowPrivateWebhooks: true}
+		AllowPrivateWebhooks: true, Logger: log}
 	if cfg.Worker {
 		s.worker = worker.New(s.Client, &activities.Activities{
 			Source: &postgres.Source{Pool: s.Pool}, Store: s.Store, Records: &postgres.Files{Pool: s.Pool}, Logger: log,
@@ -188,6 +193,7 @@ func (s *Stack) Start(ctx context.Context) error {
 		if err := s.worker.Start(); err != nil {
 			return fmt.Errorf("error starting worker: %w", err)
 		}
+		s.stopReaper = startReaper(cfg.Reaper, s.Pool, s.Client, log)
 	}
 	s.server = newServer(api.Config{
 		Service: svc,
@@ -251,13 +257,16 @@ func ready(ctx context.Context, pool *pgxpool.Pool, c client.Client) error {
 }
 
 // Close stops everything in reverse order: API (draining requests),
-// worker, client, pool, Temporal, PostgreSQL.
+// queue reaper, worker, client, pool, Temporal, PostgreSQL.
 func (s *Stack) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	var errs []error
 	if s.server != nil {
 		errs = append(errs, s.server.Shutdown(ctx))
+	}
+	if s.stopReaper != nil {
+		s.stopReaper()
 	}
 	if s.worker != nil {
 		s.worker.Stop()
