@@ -42,11 +42,11 @@ cluster-tools: $(TEMPORAL_SERVER) $(TEMPORAL_SQL_TOOL) $(TEMPORAL_SCHEMA)
 $(TEMPORAL_SERVER):
 	@echo "building the Temporal server $(TEMPORAL_RELEASE) into $(TOOLS)/bin, once; this takes a few minutes"
 	GOBIN=$(TOOLS)/build $(GO) install go.temporal.io/server/cmd/server@v$(TEMPORAL_RELEASE)
-	mv $(TOOLS)/build/server $@
+	mkdir -p $(dir $@) && mv $(TOOLS)/build/server $@
 
 $(TEMPORAL_SQL_TOOL):
 	GOBIN=$(TOOLS)/build $(GO) install go.temporal.io/server/cmd/tools/sql@v$(TEMPORAL_RELEASE)
-	mv $(TOOLS)/build/sql $@
+	mkdir -p $(dir $@) && mv $(TOOLS)/build/sql $@
 
 $(TEMPORAL_SCHEMA):
 	rm -rf $@.tmp && mkdir -p $(dir $@)
