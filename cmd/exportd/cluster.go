@@ -377,11 +377,15 @@ func (c *Cluster) writeInfo() error {
 
 // Close stops everything, the APIs first and PostgreSQL last.
 func (c *Cluster) Close() error {
+	// Cancel first: a restart in progress holds mu until its Start
+	// returns, which the cancellation makes immediate.
+	if c.stopSuper != nil {
+		c.stopSuper()
+	}
 	c.mu.Lock()
 	c.closing = true
 	c.mu.Unlock()
-	if c.stopSuper != nil {
-		c.stopSuper()
+	if c.superDone != nil {
 		<-c.superDone
 	}
 	var errs []error
