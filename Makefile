@@ -8,13 +8,21 @@ TEMPORAL      := $(TOOLS)/bin/temporal
 # pkg@version` ignores this module's go.mod, whose Go SDK would conflict
 # with the Temporal server the CLI embeds.
 TEMPORAL_CLI  := github.com/temporalio/cli/cmd/temporal@v1.5.1
+# `make cluster` runs the pinned Temporal server (not the CLI's dev server),
+# its schema tool and the release's schema files, which `go install` leaves
+# in the module cache; built and copied once, like the CLI.
+TEMPORAL_RELEASE  := 1.31.0
+TEMPORAL_SERVER   := $(TOOLS)/bin/temporal-server
+TEMPORAL_SQL_TOOL := $(TOOLS)/bin/temporal-sql-tool
+TEMPORAL_SCHEMA   := $(TOOLS)/temporal-schema/$(TEMPORAL_RELEASE)/postgresql/v12
 DATA_DIR      ?= $(CURDIR)/.data
 EXPORTD       := $(CURDIR)/bin/exportd
+FAKES3        := $(CURDIR)/bin/fakes3
 GO_SOURCES    := $(shell find . -name '*.go' -not -path './.tools/*' -not -path './.data/*') go.mod go.sum $(shell find postgres/migrations -name '*.sql' 2>/dev/null)
 
 export EXPORTD_TEMPORAL_BIN := $(TEMPORAL)
 
-.PHONY: all build demo dev test test-short lint tools postgres clean
+.PHONY: all build demo dev cluster test test-cluster test-short lint tools cluster-tools postgres clean
 
 all: build
 
@@ -23,7 +31,27 @@ build: $(EXPORTD)
 $(EXPORTD): $(GO_SOURCES)
 	$(GO) build -o $@ ./cmd/exportd
 
+$(FAKES3): $(GO_SOURCES)
+	$(GO) build -o $@ ./cmd/fakes3
+
 tools: $(TEMPORAL)
+
+cluster-tools: $(TEMPORAL_SERVER) $(TEMPORAL_SQL_TOOL) $(TEMPORAL_SCHEMA)
+
+# go install names the binaries after their directories (server, sql).
+$(TEMPORAL_SERVER):
+	@echo "building the Temporal server $(TEMPORAL_RELEASE) into $(TOOLS)/bin, once; this takes a few minutes"
+	GOBIN=$(TOOLS)/build $(GO) install go.temporal.io/server/cmd/server@v$(TEMPORAL_RELEASE)
+	mkdir -p $(dir $@) && mv $(TOOLS)/build/server $@
+
+$(TEMPORAL_SQL_TOOL):
+	GOBIN=$(TOOLS)/build $(GO) install go.temporal.io/server/cmd/tools/sql@v$(TEMPORAL_RELEASE)
+	mkdir -p $(dir $@) && mv $(TOOLS)/build/sql $@
+
+$(TEMPORAL_SCHEMA):
+	rm -rf $@.tmp && mkdir -p $(dir $@)
+	src=$$(cd / && GOFLAGS= $(GO) mod download -json go.temporal.io/server@v$(TEMPORAL_RELEASE) | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$$/\1/p') && \
+		cp -R "$$src/schema/postgresql/v12" $@.tmp && chmod -R u+w $@.tmp && mv $@.tmp $@
 
 $(TEMPORAL):
 	@echo "building the Temporal CLI ($(TEMPORAL_CLI)) into $(TOOLS)/bin, once; this takes a few minutes"
@@ -49,9 +77,23 @@ demo: build tools postgres
 dev: build tools postgres
 	$(EXPORTD) dev --data-dir $(DATA_DIR)
 
+# docker-compose.yml's topology without Docker: PostgreSQL with three
+# databases, the Temporal server on it, an S3 server, two workers, two APIs
+# and the demo data. It stays up until Ctrl-C; <DATA_DIR>/cluster.json
+# says where everything is.
+cluster: build $(FAKES3) cluster-tools postgres
+	$(EXPORTD) cluster --data-dir $(DATA_DIR) --temporal-server-bin $(TEMPORAL_SERVER) \
+		--temporal-sql-tool $(TEMPORAL_SQL_TOOL) --temporal-schema-dir $(TEMPORAL_SCHEMA) --s3-bin $(FAKES3)
+
 test: tools postgres
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 20m ./...
+
+# The topology test: `exportd cluster` (as `make cluster` runs it) against
+# `exportd dev`. Separate from `test` so that only it waits for the
+# Temporal server build.
+test-cluster: tools cluster-tools postgres
+	$(GO) test -count=1 -tags cluster -timeout 10m ./e2e/cluster/
 
 lint: tools
 	$(GO) vet ./...

@@ -1,10 +1,7 @@
 package deploy_test
 
 import (
-	"bufio"
-	"bytes"
-	"errors"
-	"fmt"
+	"context"
 	"go/ast"
 	"go/parser"
 	"go/token"
@@ -19,8 +16,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/compose-spec/compose-go/v2/loader"
+	"github.com/compose-spec/compose-go/v2/types"
 	"github.com/stretchr/testify/require"
-	"gopkg.in/yaml.v3"
 )
 
 // The stack's services by kind. Jobs run once and exit; the others stay up
@@ -39,221 +37,125 @@ var (
 		"exportd-worker":  "worker",
 		"exportd-api":     "api",
 	}
+	// s3Names are what the worker and the API read to reach the bucket.
+	s3Names = []string{
+		"EXPORTD_BLOB_BACKEND", "EXPORTD_S3_ENDPOINT", "EXPORTD_S3_BUCKET", "EXPORTD_S3_ACCESS_KEY",
+		"EXPORTD_S3_SECRET_KEY", "EXPORTD_S3_REGION", "EXPORTD_S3_USE_SSL",
+	}
 )
 
-// s3Names are read by the S3 blob store, which was written alongside this
-// stack. While a binary has no S3 store (its help lists no
-// EXPORTD_BLOB_BACKEND), they are allowed wherever a command has a blob
-// store (it lists EXPORTD_BLOB_DIR). Once the store is in, the names are
-// checked against the help like any other, so that a renamed flag is
-// caught, and this list only confirms the store reads them all.
-var s3Names = []string{
-	"EXPORTD_BLOB_BACKEND",
-	"EXPORTD_S3_ENDPOINT",
-	"EXPORTD_S3_BUCKET",
-	"EXPORTD_S3_ACCESS_KEY",
-	"EXPORTD_S3_SECRET_KEY",
-	"EXPORTD_S3_REGION",
-	"EXPORTD_S3_USE_SSL",
+// testMasterKey stands in for the one setting without a default.
+var testMasterKey = strings.Repeat("ab", 32)
+
+// loadCompose reads docker-compose.yml with Compose's own loader
+// (compose-go, which docker compose uses): schema validation, anchors and
+// merge keys, interpolation with env as the environment, paths resolved
+// against the repository, depends_on checked to name services.
+func loadCompose(t *testing.T, env map[string]string) (*types.Project, error) {
+	t.Helper()
+	root := repoRoot(t)
+	return loader.LoadWithContext(context.Background(), types.ConfigDetails{
+		WorkingDir:  root,
+		ConfigFiles: []types.ConfigFile{{Filename: filepath.Join(root, "docker-compose.yml")}},
+		Environment: env,
+	}, func(o *loader.Options) { o.SetProjectName("exportd", true) })
 }
 
-// Conditions a depends_on entry may wait for.
-const (
-	started   = "service_started"
-	healthy   = "service_healthy"
-	completed = "service_completed_successfully"
-)
-
-// composeFile is the part of the compose specification the checks read.
-type composeFile struct {
-	Services map[string]service `yaml:"services"`
-	Volumes  map[string]any     `yaml:"volumes"`
+// project is the stack as `docker compose up` would see it with only the
+// master key set: every other variable takes its default.
+func project(t *testing.T) *types.Project {
+	t.Helper()
+	p, err := loadCompose(t, map[string]string{"EXPORTD_MASTER_KEY": testMasterKey})
+	require.NoError(t, err, "docker-compose.yml")
+	require.NotEmpty(t, p.Services, "docker-compose.yml has no services")
+	return p
 }
 
-type service struct {
-	Image         string       `yaml:"image"`
-	Build         any          `yaml:"build"`
-	Entrypoint    stringOrList `yaml:"entrypoint"`
-	Command       stringOrList `yaml:"command"`
-	Environment   environment  `yaml:"environment"`
-	DependsOn     dependsOn    `yaml:"depends_on"`
-	Healthcheck   *healthcheck `yaml:"healthcheck"`
-	Restart       string       `yaml:"restart"`
-	Volumes       []string     `yaml:"volumes"`
-	Ports         []string     `yaml:"ports"`
-	ContainerName string       `yaml:"container_name"`
-	Deploy        struct {
-		Replicas int `yaml:"replicas"`
-	} `yaml:"deploy"`
+func service(t *testing.T, p *types.Project, name string) types.ServiceConfig {
+	t.Helper()
+	s, ok := p.Services[name]
+	require.True(t, ok, "service %s is missing", name)
+	return s
+}
+
+// env is a service's environment after interpolation.
+func env(s types.ServiceConfig) map[string]string {
+	m := map[string]string{}
+	for k, v := range s.Environment {
+		if v != nil {
+			m[k] = *v
+		}
+	}
+	return m
 }
 
 // script is the service's entrypoint and command as one string, for
 // looking into what a job runs.
-func (s service) script() string {
-	return strings.Join(append(slices.Clone(s.Entrypoint), s.Command...), " ")
+func script(s types.ServiceConfig) string {
+	return strings.Join(append(slices.Clone([]string(s.Entrypoint)), s.Command...), " ")
 }
 
-type healthcheck struct {
-	Test    stringOrList `yaml:"test"`
-	Disable bool         `yaml:"disable"`
-}
-
-// stringOrList is a compose field that is either a string or a list.
-type stringOrList []string
-
-func (s *stringOrList) UnmarshalYAML(n *yaml.Node) error {
-	if n.Kind == yaml.ScalarNode {
-		*s = []string{n.Value}
-		return nil
+func TestComposeMasterKeyRequired(t *testing.T) {
+	_, err := loadCompose(t, map[string]string{})
+	require.Error(t, err, "the stack must refuse to start without EXPORTD_MASTER_KEY")
+	require.ErrorContains(t, err, "EXPORTD_MASTER_KEY")
+	p := project(t)
+	for _, name := range []string{"exportd-worker", "exportd-api"} {
+		require.Equal(t, testMasterKey, env(service(t, p, name))["EXPORTD_MASTER_KEY"], name)
 	}
-	var l []string
-	if err := n.Decode(&l); err != nil {
-		return err
-	}
-	*s = l
-	return nil
-}
-
-// environment is a service's environment, from its map or list form.
-type environment map[string]string
-
-func (e *environment) UnmarshalYAML(n *yaml.Node) error {
-	*e = environment{}
-	if n.Kind == yaml.SequenceNode {
-		var l []string
-		if err := n.Decode(&l); err != nil {
-			return err
-		}
-		for _, kv := range l {
-			k, v, _ := strings.Cut(kv, "=")
-			(*e)[k] = v
-		}
-		return nil
-	}
-	var m map[string]string
-	if err := n.Decode(&m); err != nil {
-		return err
-	}
-	for k, v := range m {
-		(*e)[k] = v
-	}
-	return nil
-}
-
-// dependsOn is the long form of depends_on: the short list form waits for
-// nothing but a start, so it is refused.
-type dependsOn map[string]struct {
-	Condition string `yaml:"condition"`
-}
-
-func (d *dependsOn) UnmarshalYAML(n *yaml.Node) error {
-	if n.Kind != yaml.MappingNode {
-		return errors.New("depends_on must be a map of services to {condition: ...}")
-	}
-	var m map[string]struct {
-		Condition string `yaml:"condition"`
-	}
-	if err := n.Decode(&m); err != nil {
-		return err
-	}
-	*d = m
-	return nil
-}
-
-// repoRoot is the repository, one level above this package.
-func repoRoot(t *testing.T) string {
-	t.Helper()
-	root, err := filepath.Abs("..")
-	require.NoError(t, err)
-	return root
-}
-
-func loadCompose(t *testing.T) composeFile {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join(repoRoot(t), "docker-compose.yml"))
-	require.NoError(t, err)
-	var c composeFile
-	require.NoError(t, yaml.Unmarshal(b, &c), "docker-compose.yml")
-	require.NotEmpty(t, c.Services, "docker-compose.yml has no services")
-	return c
-}
-
-// interpolation matches ${VAR}, ${VAR:-default} and ${VAR:?message}.
-var interpolation = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)(?::?([-?])([^}]*))?\}`)
-
-// interpolate resolves a value as compose would with an empty environment:
-// defaults apply, and a required variable becomes "required".
-func interpolate(s string) string {
-	s = interpolation.ReplaceAllStringFunc(s, func(m string) string {
-		sub := interpolation.FindStringSubmatch(m)
-		switch sub[2] {
-		case "-":
-			return sub[3]
-		case "?":
-			return "required"
-		}
-		return ""
-	})
-	return strings.ReplaceAll(s, "$$", "$")
 }
 
 func TestComposeServices(t *testing.T) {
-	c := loadCompose(t)
-	for _, name := range append(slices.Clone(jobs), longRunning...) {
-		if _, ok := c.Services[name]; !ok {
-			t.Errorf("service %s is missing", name)
-		}
-	}
+	p := project(t)
 	for _, name := range jobs {
-		s := c.Services[name]
-		if !isJob(s) {
+		if s := service(t, p, name); !isJob(s) {
 			t.Errorf("job %s: restart %q would run it again after it completes; want \"no\" or on-failure", name, s.Restart)
 		}
 	}
 	for _, name := range longRunning {
-		s := c.Services[name]
+		s := service(t, p, name)
 		if !hasHealthcheck(s) {
 			t.Errorf("service %s has no healthcheck", name)
 		}
-		if s.Restart != "always" && s.Restart != "unless-stopped" {
+		if s.Restart != types.RestartPolicyAlways && s.Restart != types.RestartPolicyUnlessStopped {
 			t.Errorf("service %s: restart %q, want always or unless-stopped", name, s.Restart)
 		}
 	}
 
-	w := c.Services["exportd-worker"]
-	if w.Deploy.Replicas < 2 {
-		t.Errorf("exportd-worker: deploy.replicas = %d, want at least 2", w.Deploy.Replicas)
+	w := service(t, p, "exportd-worker")
+	if w.GetScale() < 2 {
+		t.Errorf("exportd-worker: %d replicas, want at least 2", w.GetScale())
 	}
 	if w.ContainerName != "" {
 		t.Error("exportd-worker: container_name prevents running replicas")
 	}
 
-	api := c.Services["exportd-api"]
-	if !slices.ContainsFunc(api.Ports, func(p string) bool { return strings.HasSuffix(p, ":8080") }) {
-		t.Errorf("exportd-api: port 8080 is not published (ports %q)", api.Ports)
+	api := service(t, p, "exportd-api")
+	if !slices.ContainsFunc(api.Ports, func(pc types.ServicePortConfig) bool { return pc.Target == 8080 }) {
+		t.Errorf("exportd-api: port 8080 is not published (ports %+v)", api.Ports)
 	}
-	if api.Healthcheck == nil || !strings.Contains(strings.Join(api.Healthcheck.Test, " "), "/readyz") {
+	if api.HealthCheck == nil || !strings.Contains(strings.Join(api.HealthCheck.Test, " "), "/readyz") {
 		t.Error("exportd-api: the healthcheck does not ask /readyz")
 	}
 }
 
-func isJob(s service) bool {
-	return s.Restart == "no" || s.Restart == "" || strings.HasPrefix(s.Restart, "on-failure")
+func isJob(s types.ServiceConfig) bool {
+	return s.Restart == types.RestartPolicyNo || s.Restart == "" || strings.HasPrefix(s.Restart, types.RestartPolicyOnFailure)
 }
 
-func hasHealthcheck(s service) bool {
-	h := s.Healthcheck
+func hasHealthcheck(s types.ServiceConfig) bool {
+	h := s.HealthCheck
 	return h != nil && !h.Disable && len(h.Test) > 0 && h.Test[0] != "NONE"
 }
 
 func TestComposeImagesPinned(t *testing.T) {
-	c := loadCompose(t)
-	for name, s := range c.Services {
+	p := project(t)
+	for name, s := range p.Services {
 		if strings.Contains(s.Image, "temporalio/auto-setup") {
 			t.Errorf("service %s uses %s: the deprecated auto-setup image; use temporalio/server with the admin-tools jobs", name, s.Image)
 		}
 		if _, ok := exportdServices[name]; ok {
-			if s.Build == nil {
+			if s.Build == nil || filepath.Base(s.Build.Dockerfile) != "Dockerfile" {
 				t.Errorf("service %s does not build exportd from the Dockerfile", name)
 			}
 			continue
@@ -268,7 +170,7 @@ func TestComposeImagesPinned(t *testing.T) {
 	// The exportd services share one image, built once.
 	var images []string
 	for name := range exportdServices {
-		images = append(images, c.Services[name].Image)
+		images = append(images, service(t, p, name).Image)
 	}
 	slices.Sort(images)
 	if len(slices.Compact(images)) != 1 || images[0] == "" {
@@ -276,85 +178,39 @@ func TestComposeImagesPinned(t *testing.T) {
 	}
 }
 
-// majorOnly matches tags that float over releases: "16", "16-alpine", "v2".
-var majorOnly = regexp.MustCompile(`^v?\d+(-[A-Za-z][\w.-]*)?$`)
-
-// pinned says why ref does not name one image version: a digest, or a tag
-// that contains a digit and is neither latest nor a bare major version.
-func pinned(ref string) error {
-	switch {
-	case ref == "":
-		return errors.New("no image")
-	case strings.Contains(ref, "$"):
-		return errors.New("the version comes from the environment; pin it in the file")
-	}
-	if _, digest, ok := strings.Cut(ref, "@"); ok {
-		if !regexp.MustCompile(`^sha256:[0-9a-f]{64}$`).MatchString(digest) {
-			return fmt.Errorf("malformed digest %q", digest)
-		}
-		return nil
-	}
-	name := ref[strings.LastIndex(ref, "/")+1:]
-	_, tag, ok := strings.Cut(name, ":")
-	switch {
-	case !ok:
-		return errors.New("no tag: that is latest")
-	case tag == "latest":
-		return errors.New("latest is not a version")
-	case !strings.ContainsAny(tag, "0123456789"):
-		return fmt.Errorf("tag %q names no version", tag)
-	case majorOnly.MatchString(tag):
-		return fmt.Errorf("tag %q floats over every release of a major version", tag)
-	}
-	return nil
-}
-
-func TestPinned(t *testing.T) {
-	for ref, ok := range map[string]bool{
-		"postgres:16.15-alpine":                            true,
-		"quay.io/minio/minio:RELEASE.2025-09-07T16-13-09Z": true,
-		"localhost:5000/temporalio/server:1.31.0":          true,
-		"alpine@sha256:" + strings.Repeat("ab", 32):        true,
-		"postgres":                      false,
-		"postgres:latest":               false,
-		"postgres:16":                   false,
-		"postgres:16-alpine":            false,
-		"postgres:alpine":               false,
-		"localhost:5000/postgres":       false,
-		"temporalio/server:${TAG}":      false,
-		"alpine@sha256:abc":             false,
-		"temporalio/ui:v2":              false,
-		"golang:1.26.8-alpine3.24":      true,
-		"temporalio/admin-tools:1.31.0": true,
-	} {
-		if err := pinned(ref); (err == nil) != ok {
-			t.Errorf("pinned(%q) = %v, want pinned %v", ref, err, ok)
-		}
-	}
-}
-
 func TestComposeDependencies(t *testing.T) {
-	c := loadCompose(t)
-	for name, s := range c.Services {
+	p := project(t)
+	for name, s := range p.Services {
 		for dep, d := range s.DependsOn {
-			target, ok := c.Services[dep]
-			switch {
-			case !ok:
-				t.Errorf("%s depends on %s, which is not a service", name, dep)
-			case d.Condition == healthy && !hasHealthcheck(target):
-				t.Errorf("%s waits for %s to be healthy, which has no healthcheck", name, dep)
-			case d.Condition == completed && !isJob(target):
-				t.Errorf("%s waits for %s to complete, which is restarted instead", name, dep)
-			case d.Condition != started && d.Condition != healthy && d.Condition != completed:
-				t.Errorf("%s depends on %s with condition %q", name, dep, d.Condition)
+			target := p.Services[dep] // the loader refuses unknown services
+			switch d.Condition {
+			case types.ServiceConditionHealthy:
+				if !hasHealthcheck(target) {
+					t.Errorf("%s waits for %s to be healthy, which has no healthcheck", name, dep)
+				}
+			case types.ServiceConditionCompletedSuccessfully:
+				if !isJob(target) {
+					t.Errorf("%s waits for %s to complete, which is restarted instead", name, dep)
+				}
+			default:
+				// The short list form loads as service_started, which waits
+				// for nothing the dependant needs.
+				t.Errorf("%s depends on %s with condition %q; want healthy or completed", name, dep, d.Condition)
+			}
+			if !d.Required {
+				t.Errorf("%s depends on %s without required", name, dep)
 			}
 		}
 	}
-	if cycle := findCycle(c); cycle != nil {
-		t.Errorf("depends_on cycle: %s", strings.Join(cycle, " -> "))
-	}
+	// Compose refuses cycles itself; walk the order it would start in.
+	order := []string{}
+	require.NoError(t, p.ForEachService(nil, func(name string, _ *types.ServiceConfig) error {
+		order = append(order, name)
+		return nil
+	}), "depends_on order")
+	require.Len(t, order, len(p.Services))
 
-	// Each service waits for what it needs, in this order.
+	const healthy, completed = types.ServiceConditionHealthy, types.ServiceConditionCompletedSuccessfully
 	exportd := map[string]string{
 		"postgres":                   healthy,
 		"exportd-migrate":            completed,
@@ -375,7 +231,7 @@ func TestComposeDependencies(t *testing.T) {
 	}
 	for name, deps := range want {
 		for dep, cond := range deps {
-			got, ok := c.Services[name].DependsOn[dep]
+			got, ok := service(t, p, name).DependsOn[dep]
 			if !ok || got.Condition != cond {
 				t.Errorf("%s must depend on %s with condition %s (has %q)", name, dep, cond, got.Condition)
 			}
@@ -383,51 +239,16 @@ func TestComposeDependencies(t *testing.T) {
 	}
 }
 
-// findCycle returns a depends_on cycle, or nil.
-func findCycle(c composeFile) []string {
-	const (
-		unseen = iota
-		active
-		done
-	)
-	state := map[string]int{}
-	var path []string
-	var visit func(string) []string
-	visit = func(n string) []string {
-		switch state[n] {
-		case active:
-			return append(path[slices.Index(path, n):], n)
-		case done:
-			return nil
-		}
-		state[n] = active
-		path = append(path, n)
-		for dep := range c.Services[n].DependsOn {
-			if cycle := visit(dep); cycle != nil {
-				return cycle
-			}
-		}
-		path = path[:len(path)-1]
-		state[n] = done
-		return nil
-	}
-	for n := range c.Services {
-		if cycle := visit(n); cycle != nil {
-			return cycle
-		}
-	}
-	return nil
-}
-
 func TestComposeTemporalSetup(t *testing.T) {
-	c := loadCompose(t)
-	ns := interpolate(c.Services["exportd-worker"].Environment["EXPORTD_TEMPORAL_NAMESPACE"])
+	p := project(t)
+	worker := env(service(t, p, "exportd-worker"))
+	ns := worker["EXPORTD_TEMPORAL_NAMESPACE"]
 	if ns == "" {
 		ns = "default" // exportd's default
 	}
-	addr := interpolate(c.Services["exportd-worker"].Environment["EXPORTD_TEMPORAL_ADDRESS"])
+	addr := worker["EXPORTD_TEMPORAL_ADDRESS"]
 
-	sa := c.Services["temporal-search-attributes"].script()
+	sa := script(service(t, p, "temporal-search-attributes"))
 	names := append([]string{"ExportMerchant", "ExportDataset", "ExportPhase"}, searchAttributeNames(t)...)
 	slices.Sort(names)
 	names = slices.Compact(names)
@@ -437,16 +258,21 @@ func TestComposeTemporalSetup(t *testing.T) {
 			t.Errorf("temporal-search-attributes does not register %s as Keyword", name)
 		}
 	}
-	nsJob := c.Services["temporal-namespace"].script()
+	nsJob := script(service(t, p, "temporal-namespace"))
 	if !strings.Contains(nsJob, "namespace create") {
 		t.Error("temporal-namespace does not create a namespace")
 	}
-	for job, script := range map[string]string{"temporal-namespace": nsJob, "temporal-search-attributes": sa} {
-		if !strings.Contains(script, "--namespace "+ns) {
+	for job, s := range map[string]string{"temporal-namespace": nsJob, "temporal-search-attributes": sa} {
+		if !strings.Contains(s, "--namespace "+ns) {
 			t.Errorf("%s does not work on namespace %q, the one exportd uses", job, ns)
 		}
-		if !strings.Contains(script, "--address "+addr) {
+		if !strings.Contains(s, "--address "+addr) {
 			t.Errorf("%s does not reach Temporal at %q, where exportd does", job, addr)
+		}
+		// Compose turns $$ into $; a single $ would have been
+		// interpolated by Compose, not by the job's shell.
+		if strings.Contains(s, "$$") {
+			t.Errorf("%s: $$ left after interpolation", job)
 		}
 	}
 
@@ -460,11 +286,12 @@ func TestComposeTemporalSetup(t *testing.T) {
 			t.Errorf("setup-schema.sh does not contain %q", want)
 		}
 	}
-	if !strings.Contains(c.Services["temporal-schema"].script(), "setup-schema.sh") {
+	job := service(t, p, "temporal-schema")
+	if !strings.Contains(script(job), "setup-schema.sh") || !mounts(job, "deploy/temporal/setup-schema.sh") {
 		t.Error("temporal-schema does not run deploy/temporal/setup-schema.sh")
 	}
 
-	server := c.Services["temporal"].Environment
+	server := env(service(t, p, "temporal"))
 	for k, v := range map[string]string{"DB": "postgres12", "POSTGRES_SEEDS": "postgres", "BIND_ON_IP": "0.0.0.0"} {
 		if server[k] != v {
 			t.Errorf("temporal: %s = %q, want %q", k, server[k], v)
@@ -475,6 +302,16 @@ func TestComposeTemporalSetup(t *testing.T) {
 			t.Errorf("temporal: %s is not set", k)
 		}
 	}
+	if server["POSTGRES_PWD"] != env(job)["SQL_PASSWORD"] {
+		t.Error("temporal and temporal-schema use different passwords for the temporal role")
+	}
+}
+
+// mounts reports whether s bind-mounts the repository file rel.
+func mounts(s types.ServiceConfig, rel string) bool {
+	return slices.ContainsFunc(s.Volumes, func(v types.ServiceVolumeConfig) bool {
+		return v.Type == types.VolumeTypeBind && strings.HasSuffix(filepath.ToSlash(v.Source), "/"+rel)
+	})
 }
 
 // searchAttributeNames reads workflows.SearchAttributeNames from its
@@ -535,64 +372,46 @@ func exportdEnv(t *testing.T) map[string][]string {
 }
 
 func TestComposeExportdEnvironment(t *testing.T) {
-	c := loadCompose(t)
+	p := project(t)
 	reads := exportdEnv(t)
 	for name, cmd := range exportdServices {
-		s := c.Services[name]
-		if got := s.script(); got != cmd {
+		s := service(t, p, name)
+		if got := script(s); got != cmd {
 			t.Errorf("%s runs %q, want %q", name, got, cmd)
 		}
-		allowed := slices.Clone(reads[cmd])
-		switch {
-		case !slices.Contains(allowed, "EXPORTD_BLOB_DIR"):
-			// no blob store, so no S3 store either
-		case !slices.Contains(allowed, "EXPORTD_BLOB_BACKEND"):
-			t.Logf("exportd %s has no S3 blob store yet: allowing %s", cmd, strings.Join(s3Names, ", "))
-			allowed = append(allowed, s3Names...)
-		default:
-			for _, n := range s3Names {
-				if !slices.Contains(allowed, n) {
-					t.Errorf("exportd %s has an S3 store but does not read %s", cmd, n)
-				}
+		e := env(s)
+		for k := range e {
+			if strings.HasPrefix(k, "EXPORTD_") && !slices.Contains(reads[cmd], k) {
+				t.Errorf("%s sets %s, which `exportd %s` does not read (it reads %s)", name, k, cmd, strings.Join(reads[cmd], ", "))
 			}
 		}
-		for k := range s.Environment {
-			if strings.HasPrefix(k, "EXPORTD_") && !slices.Contains(allowed, k) {
-				t.Errorf("%s sets %s, which `exportd %s` does not read (it reads %s)", name, k, cmd, strings.Join(allowed, ", "))
-			}
-		}
-		if s.Environment["EXPORTD_DATABASE_URL"] == "" {
+		if e["EXPORTD_DATABASE_URL"] == "" {
 			t.Errorf("%s: EXPORTD_DATABASE_URL is not set", name)
 		}
-		if s.Environment["EXPORTD_LOG_FORMAT"] != "json" {
-			t.Errorf("%s: EXPORTD_LOG_FORMAT = %q, want json", name, s.Environment["EXPORTD_LOG_FORMAT"])
+		if e["EXPORTD_LOG_FORMAT"] != "json" {
+			t.Errorf("%s: EXPORTD_LOG_FORMAT = %q, want json", name, e["EXPORTD_LOG_FORMAT"])
 		}
 	}
 
 	for _, name := range []string{"exportd-worker", "exportd-api"} {
-		env := c.Services[name].Environment
+		e := env(service(t, p, name))
 		for _, k := range append([]string{"EXPORTD_TEMPORAL_ADDRESS", "EXPORTD_MASTER_KEY"}, s3Names...) {
-			if env[k] == "" {
+			if e[k] == "" {
 				t.Errorf("%s: %s is not set", name, k)
 			}
 		}
-		// The key encrypts secrets at rest: it comes from the user's
-		// environment, and compose refuses to start without it.
-		if !regexp.MustCompile(`^\$\{EXPORTD_MASTER_KEY:\?[^}]+\}$`).MatchString(env["EXPORTD_MASTER_KEY"]) {
-			t.Errorf("%s: EXPORTD_MASTER_KEY = %q, want ${EXPORTD_MASTER_KEY:?message}", name, env["EXPORTD_MASTER_KEY"])
+		if e["EXPORTD_BLOB_BACKEND"] != "s3" {
+			t.Errorf("%s: EXPORTD_BLOB_BACKEND = %q, want s3", name, e["EXPORTD_BLOB_BACKEND"])
 		}
-		if env["EXPORTD_BLOB_BACKEND"] != "s3" {
-			t.Errorf("%s: EXPORTD_BLOB_BACKEND = %q, want s3", name, env["EXPORTD_BLOB_BACKEND"])
-		}
-		checkHosts(t, c, name, env)
+		checkHosts(t, p, name, e)
 	}
-	if c.Services["exportd-api"].Environment["EXPORTD_PUBLIC_URL"] == "" {
+	if env(service(t, p, "exportd-api"))["EXPORTD_PUBLIC_URL"] == "" {
 		t.Error("exportd-api: EXPORTD_PUBLIC_URL is not set")
 	}
 
 	// The bucket and the key exportd uses are those minio-setup creates.
-	setup := c.Services["minio-setup"].Environment
-	worker := c.Services["exportd-worker"].Environment
+	setup := env(service(t, p, "minio-setup"))
+	worker := env(service(t, p, "exportd-worker"))
 	for exportdName, setupName := range map[string]string{
 		"EXPORTD_S3_BUCKET":     "S3_BUCKET",
 		"EXPORTD_S3_ACCESS_KEY": "S3_ACCESS_KEY",
@@ -604,32 +423,33 @@ func TestComposeExportdEnvironment(t *testing.T) {
 	}
 }
 
-// checkHosts checks that the addresses in env name services of the stack.
-func checkHosts(t *testing.T, c composeFile, name string, env environment) {
+// checkHosts checks that the addresses in env name services of the stack
+// that the service waits for.
+func checkHosts(t *testing.T, p *types.Project, name string, env map[string]string) {
 	t.Helper()
 	hosts := map[string]string{}
-	if u, err := url.Parse(interpolate(env["EXPORTD_DATABASE_URL"])); err != nil {
+	if u, err := url.Parse(env["EXPORTD_DATABASE_URL"]); err != nil {
 		t.Errorf("%s: EXPORTD_DATABASE_URL: %v", name, err)
 	} else {
 		hosts["EXPORTD_DATABASE_URL"] = u.Hostname()
 	}
 	for _, k := range []string{"EXPORTD_TEMPORAL_ADDRESS", "EXPORTD_S3_ENDPOINT"} {
-		host, _, err := net.SplitHostPort(interpolate(env[k]))
+		host, _, err := net.SplitHostPort(env[k])
 		if err != nil {
 			t.Errorf("%s: %s: %v", name, k, err)
 		}
 		hosts[k] = host
 	}
 	for k, host := range hosts {
-		if _, ok := c.Services[host]; !ok {
+		if _, ok := p.Services[host]; !ok {
 			t.Errorf("%s: %s points at %q, which is not a service", name, k, host)
-		} else if !dependsOnTransitively(c, name, host) {
+		} else if !dependsOnTransitively(p, name, host) {
 			t.Errorf("%s: %s points at %s, which it does not wait for", name, k, host)
 		}
 	}
 }
 
-func dependsOnTransitively(c composeFile, from, to string) bool {
+func dependsOnTransitively(p *types.Project, from, to string) bool {
 	seen := map[string]bool{}
 	var walk func(string) bool
 	walk = func(n string) bool {
@@ -637,7 +457,7 @@ func dependsOnTransitively(c composeFile, from, to string) bool {
 			return false
 		}
 		seen[n] = true
-		for dep := range c.Services[n].DependsOn {
+		for dep := range p.Services[n].DependsOn {
 			if dep == to || walk(dep) {
 				return true
 			}
@@ -648,30 +468,30 @@ func dependsOnTransitively(c composeFile, from, to string) bool {
 }
 
 func TestComposeVolumes(t *testing.T) {
-	c := loadCompose(t)
+	p := project(t)
 	root := repoRoot(t)
-	for name, s := range c.Services {
+	for name, s := range p.Services {
 		for _, v := range s.Volumes {
-			src, _, ok := strings.Cut(v, ":")
-			if !ok {
-				continue // an anonymous volume
-			}
-			switch {
-			case strings.HasPrefix(src, "./"):
-				if _, err := os.Stat(filepath.Join(root, src)); err != nil {
-					t.Errorf("%s mounts %s: %v", name, src, err)
+			switch v.Type {
+			case types.VolumeTypeBind:
+				rel, err := filepath.Rel(root, v.Source)
+				if err != nil || strings.HasPrefix(rel, "..") {
+					t.Errorf("%s mounts the host path %s; mount from the repository or a named volume", name, v.Source)
+				} else if _, err := os.Stat(v.Source); err != nil {
+					t.Errorf("%s mounts %s: %v", name, rel, err)
 				}
-			case strings.HasPrefix(src, "/"):
-				t.Errorf("%s mounts the host path %s; mount from the repository or a named volume", name, src)
-			default:
-				if _, ok := c.Volumes[src]; !ok {
-					t.Errorf("%s mounts the volume %s, which is not declared", name, src)
+				if !v.ReadOnly {
+					t.Errorf("%s mounts %s writable; the repository's files are mounted read-only", name, v.Source)
+				}
+			case types.VolumeTypeVolume:
+				if _, ok := p.Volumes[v.Source]; !ok {
+					t.Errorf("%s mounts the volume %s, which is not declared", name, v.Source)
 				}
 			}
 		}
 	}
-	// Scripts the containers run must be executable where they are run
-	// directly, and at least readable everywhere.
+	// Scripts the containers run must be readable by every user: the
+	// containers run as other users.
 	for _, f := range []string{"deploy/postgres/init-databases.sh", "deploy/temporal/setup-schema.sh", "deploy/minio/setup-bucket.sh"} {
 		fi, err := os.Stat(filepath.Join(root, f))
 		if err != nil {
@@ -680,199 +500,6 @@ func TestComposeVolumes(t *testing.T) {
 		}
 		if fi.Mode().Perm()&0o444 != 0o444 {
 			t.Errorf("%s is not readable by every user (the containers run as other users)", f)
-		}
-	}
-}
-
-// dockerfileLine is one instruction, with continuation lines joined.
-type dockerfileLine struct {
-	instr, args string
-}
-
-func readDockerfile(t *testing.T) []dockerfileLine {
-	t.Helper()
-	f, err := os.Open(filepath.Join(repoRoot(t), "Dockerfile"))
-	require.NoError(t, err)
-	defer f.Close()
-	var lines []dockerfileLine
-	var cur strings.Builder
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		l := strings.TrimSpace(sc.Text())
-		if strings.HasPrefix(l, "#") || (l == "" && cur.Len() == 0) {
-			continue
-		}
-		if cont, ok := strings.CutSuffix(l, `\`); ok {
-			cur.WriteString(cont + " ")
-			continue
-		}
-		cur.WriteString(l)
-		instr, args, _ := strings.Cut(strings.TrimSpace(cur.String()), " ")
-		lines = append(lines, dockerfileLine{strings.ToUpper(instr), strings.TrimSpace(args)})
-		cur.Reset()
-	}
-	require.NoError(t, sc.Err())
-	return lines
-}
-
-func TestDockerfile(t *testing.T) {
-	lines := readDockerfile(t)
-	var stages, froms []string
-	var builds bool
-	user, entrypoint := "", ""
-	for _, l := range lines {
-		switch l.instr {
-		case "FROM":
-			var fields []string // without flags such as --platform
-			for _, f := range strings.Fields(l.args) {
-				if !strings.HasPrefix(f, "--") {
-					fields = append(fields, f)
-				}
-			}
-			require.NotEmpty(t, fields, "FROM without an image")
-			froms = append(froms, fields[0])
-			if image := fields[0]; !slices.Contains(stages, image) {
-				if err := pinned(image); err != nil {
-					t.Errorf("FROM %s: %v", image, err)
-				}
-			}
-			if len(fields) == 3 && strings.EqualFold(fields[1], "AS") {
-				stages = append(stages, fields[2])
-			}
-			user, entrypoint = "", "" // each stage starts as root
-		case "RUN":
-			if regexp.MustCompile(`\bgo build\b.*\s\./cmd/exportd(\s|$)`).MatchString(l.args) {
-				builds = true
-			}
-		case "USER":
-			user = l.args
-		case "ENTRYPOINT":
-			entrypoint = l.args
-		}
-	}
-	if !builds {
-		t.Error("no RUN go build ... ./cmd/exportd")
-	}
-	// The builder is the Go release go.mod asks for, so that the image
-	// neither fails on an older toolchain nor downloads a newer one.
-	mod, err := os.ReadFile(filepath.Join(repoRoot(t), "go.mod"))
-	require.NoError(t, err)
-	goLine := regexp.MustCompile(`(?m)^go (\S+)$`).FindSubmatch(mod)
-	require.NotNil(t, goLine, "go.mod has no go line")
-	if builder := "golang:" + string(goLine[1]); !slices.ContainsFunc(froms, func(f string) bool {
-		return f == builder || strings.HasPrefix(f, builder+"-") || strings.HasPrefix(f, builder+"@")
-	}) {
-		t.Errorf("no build stage FROM %s (go.mod says go %s); the Dockerfile has FROM %q", builder, goLine[1], froms)
-	}
-	name, _, _ := strings.Cut(user, ":")
-	if name == "" || name == "root" || name == "0" {
-		t.Errorf("the final stage runs as %q; want a non-root USER", user)
-	}
-	if !strings.Contains(entrypoint, "exportd") {
-		t.Errorf("the final stage's ENTRYPOINT %q does not run exportd", entrypoint)
-	}
-}
-
-// TestDockerignoreKeepsBuildInputs guards the build context: every file
-// `go build ./cmd/exportd` reads must survive .dockerignore.
-func TestDockerignoreKeepsBuildInputs(t *testing.T) {
-	root := repoRoot(t)
-	b, err := os.ReadFile(filepath.Join(root, ".dockerignore"))
-	require.NoError(t, err)
-	var patterns []*regexp.Regexp
-	for _, l := range strings.Split(string(b), "\n") {
-		l = strings.TrimSpace(l)
-		if l == "" || strings.HasPrefix(l, "#") {
-			continue
-		}
-		require.False(t, strings.HasPrefix(l, "!"), "exceptions (%s) are not understood by this test", l)
-		patterns = append(patterns, dockerignorePattern(l))
-	}
-
-	goBin, err := exec.LookPath("go")
-	require.NoError(t, err)
-	list := exec.Command(goBin, "list", "-deps", "-f",
-		`{{if not .Standard}}{{$d := .Dir}}{{range .GoFiles}}{{$d}}/{{.}}{{"\n"}}{{end}}{{range .EmbedFiles}}{{$d}}/{{.}}{{"\n"}}{{end}}{{end}}`,
-		"./cmd/exportd")
-	list.Dir = root
-	var stderr bytes.Buffer
-	list.Stderr = &stderr
-	out, err := list.Output()
-	require.NoError(t, err, "go list:\n%s", stderr.String())
-
-	files := []string{"go.mod", "go.sum"}
-	for _, f := range strings.Split(strings.TrimSpace(string(out)), "\n") {
-		rel, err := filepath.Rel(root, f)
-		if err == nil && !strings.HasPrefix(rel, "..") {
-			files = append(files, filepath.ToSlash(rel)) // in the module, not the module cache
-		}
-	}
-	require.Greater(t, len(files), 10, "go list found almost nothing to build")
-	for _, f := range files {
-		for _, p := range patterns {
-			if ignored(p, f) {
-				t.Errorf(".dockerignore (%s) drops %s, which the build needs", p, f)
-			}
-		}
-	}
-}
-
-// dockerignorePattern turns a .dockerignore line into a regexp over
-// slash-separated paths relative to the context: * and ? stay within a
-// path segment, ** spans segments.
-func dockerignorePattern(p string) *regexp.Regexp {
-	p = strings.Trim(filepath.ToSlash(filepath.Clean(p)), "/")
-	var re strings.Builder
-	for i := 0; i < len(p); i++ {
-		switch {
-		case strings.HasPrefix(p[i:], "**/"):
-			re.WriteString(`(.*/)?`)
-			i += 2
-		case strings.HasPrefix(p[i:], "**"):
-			re.WriteString(`.*`)
-			i++
-		case p[i] == '*':
-			re.WriteString(`[^/]*`)
-		case p[i] == '?':
-			re.WriteString(`[^/]`)
-		default:
-			re.WriteString(regexp.QuoteMeta(p[i : i+1]))
-		}
-	}
-	return regexp.MustCompile(`^` + re.String() + `$`)
-}
-
-// ignored reports whether p matches path or one of its parent directories.
-func ignored(p *regexp.Regexp, path string) bool {
-	for {
-		if p.MatchString(path) {
-			return true
-		}
-		i := strings.LastIndex(path, "/")
-		if i < 0 {
-			return false
-		}
-		path = path[:i]
-	}
-}
-
-func TestDockerignorePattern(t *testing.T) {
-	for _, c := range []struct {
-		pattern, path string
-		want          bool
-	}{
-		{".git", ".git/config", true},
-		{"bin", "bin/exportd", true},
-		{"bin", "cmd/bin/x.go", false},
-		{"**/testdata", "workflows/testdata/h.json", true},
-		{"**/*_test.go", "api/api_test.go", true},
-		{"**/*_test.go", "api/api.go", false},
-		{"*.test", "deploy.test", true},
-		{"deploy", "deploy/doc.go", true},
-		{".env.*", ".env.local", true},
-	} {
-		if got := ignored(dockerignorePattern(c.pattern), c.path); got != c.want {
-			t.Errorf("%q ignores %q: %v, want %v", c.pattern, c.path, got, c.want)
 		}
 	}
 }

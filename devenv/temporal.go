@@ -404,17 +404,19 @@ func (t *Temporal) logger() *slog.Logger {
 
 // binary prefers what the caller names over PATH, because only the pinned
 // CLI is known to work with this project's SDK.
+// The path is made absolute: the server runs in DataDir, where a path
+// relative to the caller's working directory names nothing.
 func (t *Temporal) binary() (string, error) {
 	if t.Bin != "" {
 		if _, err := os.Stat(t.Bin); err != nil {
 			return "", fmt.Errorf("temporal CLI not found at %s, run `make tools` to install it: %w", t.Bin, err)
 		}
-		return t.Bin, nil
+		return filepath.Abs(t.Bin)
 	}
 	if t.ToolsDir != "" {
 		p := filepath.Join(t.ToolsDir, "temporal")
 		if _, err := os.Stat(p); err == nil {
-			return p, nil
+			return filepath.Abs(p)
 		}
 	}
 	p, err := exec.LookPath("temporal")

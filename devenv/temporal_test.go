@@ -133,3 +133,23 @@ func TestTemporalStartTimeoutKills(t *testing.T) {
 	require.ErrorContains(t, err, "not ready after")
 	require.Less(t, time.Since(began), 10*time.Second, "the hung server was killed")
 }
+
+// TestTemporalRelativeBinary names the CLI relative to the working
+// directory, as `bin/exportd dev --temporal-bin .tools/bin/temporal` run
+// from the repository does: the server starts in the data dir, so the path
+// must be resolved before, or the start fails with "no such file".
+func TestTemporalRelativeBinary(t *testing.T) {
+	repo := t.TempDir()
+	require.NoError(t, os.MkdirAll(filepath.Join(repo, ".tools", "bin"), 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(repo, ".tools", "bin", "temporal"),
+		[]byte("#!/bin/sh\necho 'the relative CLI ran' >&2\nexit 3\n"), 0o755))
+	t.Chdir(repo)
+	for name, tp := range map[string]*devenv.Temporal{
+		"Bin":      {Bin: filepath.Join(".tools", "bin", "temporal"), DataDir: filepath.Join(t.TempDir(), "data")},
+		"ToolsDir": {ToolsDir: filepath.Join(".tools", "bin"), DataDir: filepath.Join(t.TempDir(), "data")},
+	} {
+		err := tp.Start(context.Background())
+		require.ErrorContains(t, err, "the relative CLI ran", name)
+		require.NotContains(t, err.Error(), "no such file", name)
+	}
+}

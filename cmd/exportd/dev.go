@@ -109,7 +109,7 @@ exportd dev is ready (%s)
 
 // toolsDir is where `make tools` builds the Temporal CLI: .tools/bin next
 // to the bin/ directory holding this executable, or under the working
-// directory.
+// directory. It is absolute, because the tools run in the data dir.
 func toolsDir() string {
 	if exe, err := os.Executable(); err == nil {
 		dir := filepath.Join(filepath.Dir(filepath.Dir(exe)), ".tools", "bin")
@@ -117,5 +117,9 @@ func toolsDir() string {
 			return dir
 		}
 	}
-	return filepath.Join(".tools", "bin")
+	dir, err := filepath.Abs(filepath.Join(".tools", "bin"))
+	if err != nil {
+		return filepath.Join(".tools", "bin")
+	}
+	return dir
 }

@@ -28,11 +28,13 @@ const (
 	migrateSummary = "apply the database migrations"
 	seedSummary    = "generate deterministic demo data with COPY"
 	benchSummary   = "time exports of N seeded orders, through the API, against PostgreSQL's own COPY (the limit)"
+	clusterSummary = "run the docker-compose topology natively: PostgreSQL, a Temporal server on it, an S3 server, two workers and two APIs"
 	startSummary   = "start an export through Temporal; follow it with a progress bar (--wait), download and verify its files (--out)"
 )
 
 var commands = map[string]command{
 	"dev":     {devSummary, runDev},
+	"cluster": {clusterSummary, runCluster},
 	"worker":  {workerSummary, runWorker},
 	"api":     {apiSummary, runAPI},
 	"migrate": {migrateSummary, runMigrate},

@@ -17,7 +17,7 @@ func TestReadmeListsEveryVariable(t *testing.T) {
 	readme, err := os.ReadFile("../../README.md")
 	require.NoError(t, err)
 	envName := regexp.MustCompile(`EXPORTD_[A-Z0-9_]+`)
-	for _, cmd := range []string{"dev", "worker", "api", "migrate", "seed"} {
+	for _, cmd := range []string{"dev", "cluster", "worker", "api", "migrate", "seed"} {
 		var out bytes.Buffer
 		code := run(context.Background(), []string{cmd, "--help"}, func(string) string { return "" }, &out, &out)
 		require.Equal(t, 0, code, "%s --help", cmd)

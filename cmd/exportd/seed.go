@@ -45,7 +45,11 @@ func (s *Stack) seed(ctx context.Context, access *postgres.Access) ([]AppInfo, e
 	}
 
 	var prev Info
-	if b, err := os.ReadFile(filepath.Join(s.Config.DataDir, InfoFile)); err == nil {
+	infoPath := s.Config.InfoPath
+	if infoPath == "" {
+		infoPath = filepath.Join(s.Config.DataDir, InfoFile)
+	}
+	if b, err := os.ReadFile(infoPath); err == nil {
 		_ = json.Unmarshal(b, &prev)
 	}
 	apps := make([]AppInfo, 0, len(demoApps))

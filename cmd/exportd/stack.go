@@ -50,6 +50,9 @@ type StackConfig struct {
 	TemporalBin string
 	// ToolsDir is where `make tools` put the Temporal CLI.
 	ToolsDir string
+	// InfoPath is the dev.json of an earlier run, whose demo app keys are
+	// kept; DataDir/dev.json when empty (`exportd cluster` has its own).
+	InfoPath string
 	// Logger receives the stack's logs.
 	Logger *slog.Logger
 	// NoSync runs PostgreSQL without fsync, for tests.

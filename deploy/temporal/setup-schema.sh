@@ -5,17 +5,23 @@
 # again, and that is how an upgrade is applied: bump both Temporal image
 # tags in docker-compose.yml, then `docker compose up -d`.
 #
+# `exportd cluster` runs this same script outside Docker, with the pinned
+# tool and the schema files of the same release from .tools.
+#
 # Environment: POSTGRES_SEEDS (host), DB_PORT, POSTGRES_USER, and
-# SQL_PASSWORD, which temporal-sql-tool reads itself.
+# SQL_PASSWORD, which temporal-sql-tool reads itself. Outside the image:
+# TEMPORAL_SQL_TOOL (the binary) and TEMPORAL_SCHEMA_DIR (the release's
+# schema/postgresql/v12).
 set -eu
 
 : "${POSTGRES_SEEDS:?POSTGRES_SEEDS must be set}"
 : "${POSTGRES_USER:?POSTGRES_USER must be set}"
 : "${SQL_PASSWORD:?SQL_PASSWORD must be set}"
-schema=/etc/temporal/schema/postgresql/v12
+schema=${TEMPORAL_SCHEMA_DIR:-/etc/temporal/schema/postgresql/v12}
+tool=${TEMPORAL_SQL_TOOL:-temporal-sql-tool}
 
 sqltool() {
-	temporal-sql-tool --plugin postgres12 --ep "$POSTGRES_SEEDS" -p "${DB_PORT:-5432}" -u "$POSTGRES_USER" "$@"
+	"$tool" --plugin postgres12 --ep "$POSTGRES_SEEDS" -p "${DB_PORT:-5432}" -u "$POSTGRES_USER" "$@"
 }
 
 # database name, then its directory under $schema
