@@ -84,6 +84,9 @@ type Spec struct {
 	End            time.Time `json:"end"`   // exclusive
 	Formats        []Format  `json:"formats"`
 	MaxRowsPerFile int       `json:"maxRowsPerFile,omitempty"`
+	// Parallelism, when set, lowers how many partitions of a large export
+	// run at once below the workers' EXPORTD_EXPORT_PARALLELISM.
+	Parallelism int `json:"parallelism,omitempty"`
 	Locations      []string  `json:"locations,omitempty"`
 	Retention      Duration  `json:"retention,omitempty"`
 	// Webhook, when set, is POSTed the export's status document when it
@@ -138,6 +141,9 @@ func (s *Spec) Normalize() error {
 	}
 	if s.MaxRowsPerFile < 1 || s.MaxRowsPerFile > 100_000_000 {
 		return &ValidationError{Field: "maxRowsPerFile", Reason: "must be between 1 and 100000000"}
+	}
+	if s.Parallelism < 0 || s.Parallelism > 64 {
+		return &ValidationError{Field: "parallelism", Reason: "must be between 1 and 64 (0 or absent: the service's setting)"}
 	}
 	if s.Retention == 0 {
 		s.Retention = Duration(DefaultRetention)

@@ -82,6 +82,10 @@ type State struct {
 	// Retry is set while a step is being retried after a failure that
 	// may heal; it clears when the step succeeds.
 	Retry *Retry `json:"retry,omitempty"`
+	// Partitions counts the partitions of a partitioned export, which
+	// run in the child workflow PartitionsWorkflowID(exportId); zero or
+	// one: the export is not partitioned.
+	Partitions int `json:"partitions,omitempty"`
 }
 
 // Retry says that an export is retrying a step, why, and when it tries

@@ -24,6 +24,7 @@ import (
 // it, and tests wrap it to inject faults.
 type Source interface {
 	Count(ctx context.Context, q postgres.Query) (int64, error)
+	Boundaries(ctx context.Context, q postgres.Query, size int64) ([]exportd.Key, error)
 	Stream(ctx context.Context, q postgres.Query, fn func(*exportd.Batch) error) error
 	DistinctOrders(ctx context.Context, q postgres.Query, through exportd.Key) (int64, error)
 }
@@ -32,7 +33,9 @@ type Source interface {
 // *postgres.Files implements it.
 type Records interface {
 	CommitPart(ctx context.Context, p postgres.Part) error
-	Resume(ctx context.Context, exportID string) (postgres.Resume, error)
+	ResumeRange(ctx context.Context, exportID string, from, to int) (postgres.Resume, error)
+	SavePartitions(ctx context.Context, exportID string, ps []postgres.Partition) error
+	Partition(ctx context.Context, exportID string, index int) (postgres.Partition, error)
 	Summary(ctx context.Context, exportID string) (postgres.Summary, error)
 	Each(ctx context.Context, exportID string, fn func(exportd.FileInfo) error) error
 	Delete(ctx context.Context, exportID string) error
@@ -61,24 +64,105 @@ type Activities struct {
 	// Metrics counts rows and bytes committed and times Export attempts;
 	// nil records nothing.
 	Metrics *metrics.Registry
+	// PartitionRows is the target size of a partition; an export with
+	// more rows is split into partitions that run concurrently, each a
+	// whole number of parts. Zero never partitions.
+	PartitionRows int64
+	// Parallelism bounds the partitions of one export running at once;
+	// a request may ask for fewer. Zero means DefaultParallelism.
+	Parallelism int
 }
 
-// Plan counts the rows an export will write.
+// Partitioning defaults.
+const (
+	DefaultPartitionRows = 1_000_000
+	DefaultParallelism   = 4
+)
+
+// Plan counts the rows an export will write and, for an export larger
+// than a partition, splits its window into partitions of equal rows along
+// the export's key order, recorded in PostgreSQL. Boundaries are taken
+// from the data at whole parts, so the same data and request give the
+// same partitions, and the same files as an unpartitioned export.
 func (a *Activities) Plan(ctx context.Context, in PlanInput) (PlanResult, error) {
-	n, err := a.Source.Count(ctx, query(in.Spec, exportd.Key{}))
+	spec := in.Spec
+	q := query(spec, exportd.Key{})
+	n, err := a.Source.Count(ctx, q)
 	if err != nil {
 		return PlanResult{}, classify(ctx, exportd.CodeSourceError, "counting the rows", err, nil)
 	}
-	return PlanResult{Total: n}, nil
+	res := PlanResult{Total: n, Partitions: 1, Parallelism: a.parallelism(spec)}
+	size := partitionSize(a.PartitionRows, spec.MaxRowsPerFile)
+	if size == 0 || n <= size {
+		return res, nil
+	}
+	keys, err := a.Source.Boundaries(ctx, q, size)
+	if err != nil {
+		return PlanResult{}, classify(ctx, exportd.CodeSourceError, "planning partitions", err, nil)
+	}
+	per := int(size / int64(spec.MaxRowsPerFile))
+	ps := make([]postgres.Partition, len(keys))
+	for i, k := range keys {
+		ps[i] = postgres.Partition{Index: i, Through: k, Rows: size, BasePart: i * per, Parts: per}
+		if i > 0 {
+			ps[i].After = keys[i-1]
+		}
+	}
+	// The last partition takes what the count says is left, and owns
+	// every part number after its first: nothing follows it.
+	last := &ps[len(ps)-1]
+	last.Rows = max(n-int64(len(ps)-1)*size, 0)
+	last.Parts = 0
+	if len(ps) == 1 {
+		return res, nil
+	}
+	if err := a.Records.SavePartitions(ctx, spec.ExportID, ps); err != nil {
+		return PlanResult{}, classify(ctx, exportd.CodeSourceError, "recording partitions", err, nil)
+	}
+	res.Partitions = len(ps)
+	return res, nil
 }
 
-// Export writes an export's data files in one pass over the source,
-// resuming after the last part an earlier attempt recorded.
+// partitionSize is the partition size for a target and a part size: the
+// target rounded to whole parts, at least one part; zero for no target.
+func partitionSize(target int64, rowsPerFile int) int64 {
+	if target <= 0 || rowsPerFile <= 0 {
+		return 0
+	}
+	parts := max((target+int64(rowsPerFile)/2)/int64(rowsPerFile), 1)
+	return parts * int64(rowsPerFile)
+}
+
+func (a *Activities) parallelism(spec exportd.Spec) int {
+	p := a.Parallelism
+	if p <= 0 {
+		p = DefaultParallelism
+	}
+	if spec.Parallelism > 0 {
+		p = min(p, spec.Parallelism)
+	}
+	return p
+}
+
+// Export writes an export's data files, or one partition's, in one pass
+// over the source, resuming after the last part an earlier attempt
+// recorded.
 func (a *Activities) Export(ctx context.Context, in ExportInput) (res ExportResult, err error) {
 	log := a.exportLogger(ctx, in.Spec)
 	started := a.now()
 	defer func() { a.observeExport(ctx, log, in.Spec, started, res, err) }()
-	from, err := a.Records.Resume(ctx, in.Spec.ExportID)
+	bounds := postgres.Partition{Parts: 0}
+	if in.Partitioned {
+		if bounds, err = a.Records.Partition(ctx, in.Spec.ExportID, in.Partition); err != nil {
+			return ExportResult{}, classify(ctx, exportd.CodeSourceError, "reading the partition", err, nil)
+		}
+		log = log.With("partition", in.Partition)
+	}
+	to := 1<<31 - 1
+	if bounds.Parts > 0 {
+		to = bounds.BasePart + bounds.Parts
+	}
+	from, err := a.Records.ResumeRange(ctx, in.Spec.ExportID, bounds.BasePart, to)
 	if err != nil {
 		return ExportResult{}, classify(ctx, exportd.CodeSourceError, "reading where to resume", err, nil)
 	}
@@ -88,12 +172,19 @@ func (a *Activities) Export(ctx context.Context, in ExportInput) (res ExportResu
 		return ExportResult{}, classify(ctx, exportd.CodeStorageError, "discarding uncommitted parts", err, nil)
 	}
 	e := newExporter(ctx, a, in.Spec, from, in.Total, attemptTag(ctx, in.Attempt))
+	e.first, e.end, e.shown = bounds.BasePart, to, in.Shown
+	e.emptyFiles = !in.Partitioned
 	if from.Rows > 0 {
 		log.Info("resuming export", "part", from.Part, "rows", from.Rows, "cursor", from.Cursor)
 	}
 	// Progress shows at once, the resumed rows included.
 	e.heartbeat(a.now())
-	if err := a.Source.Stream(ctx, query(in.Spec, from.Cursor), e.write); err != nil {
+	q := query(in.Spec, from.Cursor)
+	if from.Cursor.IsZero() {
+		q.After = bounds.After
+	}
+	q.Through = bounds.Through
+	if err := a.Source.Stream(ctx, q, e.write); err != nil {
 		e.abort()
 		return ExportResult{}, classify(ctx, exportd.CodeSourceError, "reading the source", err, &e.beat)
 	}
@@ -101,7 +192,7 @@ func (a *Activities) Export(ctx context.Context, in ExportInput) (res ExportResu
 		e.abort()
 		return ExportResult{}, classify(ctx, exportd.CodeStorageError, "writing the files", err, &e.beat)
 	}
-	return ExportResult{Rows: e.beat.Rows, Parts: e.beat.Part, FileCount: e.beat.Part * len(in.Spec.Formats)}, nil
+	return ExportResult{Rows: e.beat.Rows, Parts: e.beat.Part - e.first, FileCount: (e.beat.Part - e.first) * len(in.Spec.Formats)}, nil
 }
 
 // Finalize writes manifest.json from the export's recorded files,

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"math"
 	"slices"
 	"time"
 
@@ -31,6 +32,15 @@ type exporter struct {
 	beat     Heartbeat // progress; Part and Rows as of the last commit
 	part     *part     // open part, nil between parts
 	lastBeat time.Time
+
+	// first and end bound the part numbers this export (or partition)
+	// owns; its last part takes every row left, so rows added to the
+	// window after planning never spill into the next partition's.
+	first, end int
+	// shown is the progress earlier attempts reported.
+	shown int64
+	// emptyFiles writes one empty file per format when no row came.
+	emptyFiles bool
 }
 
 // part is one part number being written in every requested format, with
@@ -84,12 +94,15 @@ func newExporter(ctx context.Context, a *Activities, spec exportd.Spec, from pos
 
 // write is the Stream callback: it splits a page at part boundaries.
 func (e *exporter) write(b *exportd.Batch) error {
-	limit := int64(e.spec.MaxRowsPerFile)
 	for i, n := 0, b.Len(); i < n; {
 		if e.part == nil {
 			if err := e.open(); err != nil {
 				return err
 			}
+		}
+		limit := int64(e.spec.MaxRowsPerFile)
+		if e.beat.Part == e.end-1 {
+			limit = math.MaxInt64
 		}
 		k := int(min(int64(n-i), limit-e.part.rows))
 		s := b.Slice(i, i+k)
@@ -134,7 +147,7 @@ var errWorkerStopping = errors.New("worker stopping; the export resumes from its
 // finish commits the last part. An export with no rows still gets one
 // valid, empty file per format, so clients always have a schema to read.
 func (e *exporter) finish() error {
-	if e.part == nil && e.beat.Part == 0 {
+	if e.part == nil && e.beat.Part == 0 && e.emptyFiles {
 		if err := e.open(); err != nil {
 			return err
 		}
@@ -216,7 +229,9 @@ func (e *exporter) commit() error {
 }
 
 func (e *exporter) heartbeat(now time.Time) {
-	activity.RecordHeartbeat(e.ctx, e.beat)
+	hb := e.beat
+	hb.Done = max(hb.Done, e.shown)
+	activity.RecordHeartbeat(e.ctx, hb)
 	e.lastBeat = now
 }
 

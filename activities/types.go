@@ -11,9 +11,13 @@ type PlanInput struct {
 	Spec exportd.Spec `json:"spec"`
 }
 
-// PlanResult is the planned row count, the denominator of percent complete.
+// PlanResult is the planned row count, the denominator of percent
+// complete, and how the export runs: as one Export, or as Partitions
+// partitions (recorded in PostgreSQL) with up to Parallelism at once.
 type PlanResult struct {
-	Total int64 `json:"total"`
+	Total       int64 `json:"total"`
+	Partitions  int   `json:"partitions,omitempty"`
+	Parallelism int   `json:"parallelism,omitempty"`
 }
 
 // ExportInput asks the Export activity to write an export's data files.
@@ -23,6 +27,13 @@ type ExportInput struct {
 	// Attempt numbers the workflow's attempts at this step, from 1; each
 	// is an activity execution of its own, whose uploads it names.
 	Attempt int `json:"attempt,omitempty"`
+	// Shown is the progress earlier attempts reported; this one reports
+	// no less, so progress never goes back.
+	Shown int64 `json:"shown,omitempty"`
+	// Partitioned exports partition Partition of the export's recorded
+	// plan; otherwise the whole window.
+	Partitioned bool `json:"partitioned,omitempty"`
+	Partition   int  `json:"partition,omitempty"`
 }
 
 // ExportResult says how much the Export activity wrote. The files

@@ -50,6 +50,7 @@ type createRequest struct {
 	End            string           `json:"end"`
 	Formats        []exportd.Format `json:"formats"`
 	MaxRowsPerFile int              `json:"maxRowsPerFile"`
+	Parallelism    int              `json:"parallelism"`
 	Locations      []string         `json:"locations"`
 	CallbackURL    string           `json:"callbackUrl"`
 	Retention      exportd.Duration `json:"retention"`
@@ -74,7 +75,7 @@ func (c createRequest) spec() (exportd.Spec, error) {
 	// The engine fills the ids and validates the rest.
 	s := exportd.Spec{
 		MerchantID: c.MerchantID, Dataset: c.Dataset,
-		Start: start, End: end, Formats: c.Formats, MaxRowsPerFile: c.MaxRowsPerFile,
+		Start: start, End: end, Formats: c.Formats, MaxRowsPerFile: c.MaxRowsPerFile, Parallelism: c.Parallelism,
 		Locations: c.Locations, Retention: c.Retention,
 	}
 	if c.CallbackURL != "" {

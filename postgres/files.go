@@ -103,18 +103,26 @@ type Resume struct {
 // Resume reads where exportID's next attempt starts. Parts are recorded in
 // order, so the recorded parts are always 0..n-1.
 func (f *Files) Resume(ctx context.Context, exportID string) (Resume, error) {
+	return f.ResumeRange(ctx, exportID, 0, 1<<31-1)
+}
+
+// ResumeRange reads where the next attempt at the part numbers [from,
+// to) of exportID starts, a partition's: Part counts from from.
+func (f *Files) ResumeRange(ctx context.Context, exportID string, from, to int) (Resume, error) {
 	var r Resume
 	var lastAt *time.Time
 	var lastID *int64
 	var committed *time.Time
+	var n int
 	err := f.Pool.QueryRow(ctx, `SELECT count(*), coalesce(sum(rows), 0),
-			(SELECT last_at FROM export_parts WHERE export_id = $1 AND rows > 0 ORDER BY part DESC LIMIT 1),
-			(SELECT last_id FROM export_parts WHERE export_id = $1 AND rows > 0 ORDER BY part DESC LIMIT 1),
+			(SELECT last_at FROM export_parts WHERE export_id = $1 AND part >= $2 AND part < $3 AND rows > 0 ORDER BY part DESC LIMIT 1),
+			(SELECT last_id FROM export_parts WHERE export_id = $1 AND part >= $2 AND part < $3 AND rows > 0 ORDER BY part DESC LIMIT 1),
 			max(committed_at)
-		FROM export_parts WHERE export_id = $1`, exportID).Scan(&r.Part, &r.Rows, &lastAt, &lastID, &committed)
+		FROM export_parts WHERE export_id = $1 AND part >= $2 AND part < $3`, exportID, from, to).Scan(&n, &r.Rows, &lastAt, &lastID, &committed)
 	if err != nil {
 		return Resume{}, fmt.Errorf("error reading the resume point of export %s: %w", exportID, err)
 	}
+	r.Part = from + n
 	if lastAt != nil && lastID != nil {
 		r.Cursor = exportd.Key{CreatedAt: lastAt.UTC(), ID: *lastID}
 	}
@@ -301,6 +309,9 @@ func (f *Files) Recorded(ctx context.Context, exportID string) (bool, error) {
 func (f *Files) Delete(ctx context.Context, exportID string) error {
 	err := pgx.BeginFunc(ctx, f.Pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, "DELETE FROM export_files WHERE export_id = $1", exportID); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, "DELETE FROM export_partitions WHERE export_id = $1", exportID); err != nil {
 			return err
 		}
 		_, err := tx.Exec(ctx, "DELETE FROM export_parts WHERE export_id = $1", exportID)

@@ -31,6 +31,7 @@ type Query struct {
 	Start, End time.Time   // created_at in [Start, End)
 	Locations  []string    // only these locations; empty means all
 	After      exportd.Key // resume after this key; zero starts at Start
+	Through    exportd.Key // stop at this key, included; zero reads to End
 }
 
 // validate refuses a query that no retry can run: a permanent
@@ -232,6 +233,10 @@ func (p *pager) pageSQL(table, columns string, after exportd.Key) (string, []any
 	if !after.IsZero() {
 		sql += " AND (created_at, id) > ($4, $5)"
 		args = append(args, after.CreatedAt, after.ID)
+	}
+	if t := p.q.Through; !t.IsZero() {
+		args = append(args, t.CreatedAt, t.ID)
+		sql += " AND (created_at, id) <= ($" + strconv.Itoa(len(args)-1) + ", $" + strconv.Itoa(len(args)) + ")"
 	}
 	if len(p.q.Locations) > 0 {
 		args = append(args, p.q.Locations)

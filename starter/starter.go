@@ -16,6 +16,7 @@ import (
 	commonpb "go.temporal.io/api/common/v1"
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
+	workflowpb "go.temporal.io/api/workflow/v1"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
@@ -120,14 +121,53 @@ func Describe(ctx context.Context, c client.Client, exportID string) (exportd.St
 	if err != nil {
 		return exportd.State{}, err
 	}
-	for _, pa := range resp.GetPendingActivities() {
+	if s.Phase == exportd.PhaseExporting && s.Partitions > 1 {
+		return partitionsProgress(ctx, c, s)
+	}
+	if done := exportHeartbeats(resp.GetPendingActivities()); done > 0 {
+		s.Progress.Rows = max(done, s.Progress.Rows)
+	}
+	return s, nil
+}
+
+// exportHeartbeats adds up the rows done that the pending Export
+// activities last reported.
+func exportHeartbeats(pending []*workflowpb.PendingActivityInfo) int64 {
+	var done int64
+	for _, pa := range pending {
 		if pa.GetActivityType().GetName() != "Export" || pa.GetHeartbeatDetails() == nil {
 			continue
 		}
 		var hb activities.Heartbeat
 		if err := converter.GetDefaultDataConverter().FromPayloads(pa.GetHeartbeatDetails(), &hb); err == nil {
-			s.Progress = exportd.Progress{Rows: max(hb.Done, s.Progress.Rows), Total: max(hb.Total, s.Progress.Total)}
+			done += hb.Done
 		}
+	}
+	return done
+}
+
+// partitionsProgress adds the live progress of a partitioned export: the
+// rows of its finished partitions, from the child workflow's memo, and
+// the heartbeats of its running ones. A retry under way in a partition
+// shows as the export's retry.
+func partitionsProgress(ctx context.Context, c client.Client, s exportd.State) (exportd.State, error) {
+	resp, err := c.DescribeWorkflowExecution(ctx, workflows.PartitionsWorkflowID(s.Spec.ExportID), "")
+	var nf *serviceerror.NotFound
+	if errors.As(err, &nf) {
+		return s, nil // not started yet
+	}
+	if err != nil {
+		return s, fmt.Errorf("error describing the partitions of export %s: %w", s.Spec.ExportID, err)
+	}
+	var p workflows.PartitionsProgress
+	if f, ok := resp.GetWorkflowExecutionInfo().GetMemo().GetFields()[workflows.MemoPartitions]; ok {
+		if err := converter.GetDefaultDataConverter().FromPayload(f, &p); err != nil {
+			return s, fmt.Errorf("error decoding the progress of export %s: %w", s.Spec.ExportID, err)
+		}
+	}
+	s.Progress.Rows = max(s.Progress.Rows, p.Rows+exportHeartbeats(resp.GetPendingActivities()))
+	if p.Retry != nil && s.Retry == nil {
+		s.Retry = p.Retry
 	}
 	return s, nil
 }

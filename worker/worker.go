@@ -52,5 +52,6 @@ func New(c client.Client, a *activities.Activities, o Options) sdkworker.Worker 
 // names as production.
 func Register(r sdkworker.Registry, a *activities.Activities, cfg workflows.Config) {
 	r.RegisterWorkflowWithOptions(cfg.Export, workflow.RegisterOptions{Name: workflows.WorkflowName})
+	r.RegisterWorkflowWithOptions(cfg.ExportPartitions, workflow.RegisterOptions{Name: workflows.PartitionsWorkflowName})
 	r.RegisterActivity(a)
 }

@@ -114,25 +114,31 @@ func (r *run) export(ctx workflow.Context) error {
 
 	short := workflow.ActivityOptions{StartToCloseTimeout: 15 * time.Minute}
 	var plan activities.PlanResult
-	if err := r.step(ctx, "plan", short, a.Plan, func(int) any { return activities.PlanInput{Spec: spec} }, &plan); err != nil {
+	if err := r.do(ctx, r.step("plan", short, a.Plan, func(int, activities.Heartbeat) any {
+		return activities.PlanInput{Spec: spec}
+	}), &plan); err != nil {
 		return err
 	}
 	r.state.Progress = exportd.Progress{Total: plan.Total}
+	if plan.Partitions > 1 {
+		r.state.Partitions = plan.Partitions
+	}
 	now := workflow.Now(ctx).UTC()
 	r.state.StartedAt = &now
 	if err := r.publish(ctx, exportd.PhaseExporting); err != nil {
 		return err
 	}
 
-	long := workflow.ActivityOptions{
-		StartToCloseTimeout: exportStartToClose,
-		HeartbeatTimeout:    exportHeartbeatTimeout,
-		Summary:             fmt.Sprintf("%s %s %s..%s", spec.MerchantID, spec.Dataset, spec.Start.Format(time.RFC3339), spec.End.Format(time.RFC3339)),
-	}
 	var out activities.ExportResult
-	if err := r.step(ctx, "export", long, a.Export, func(n int) any {
-		return activities.ExportInput{Spec: spec, Total: plan.Total, Attempt: n}
-	}, &out); err != nil {
+	if plan.Partitions > 1 {
+		res, err := r.partitions(ctx, plan)
+		if err != nil {
+			return err
+		}
+		out = activities.ExportResult{Rows: res.Rows, FileCount: res.FileCount}
+	} else if err := r.do(ctx, r.step("export", exportOptions(spec, ""), a.Export, func(n int, last activities.Heartbeat) any {
+		return activities.ExportInput{Spec: spec, Total: plan.Total, Attempt: n, Shown: last.Done}
+	}), &out); err != nil {
 		return err
 	}
 	if workflow.GetVersion(ctx, progressVersion, workflow.DefaultVersion, 1) == 1 {
@@ -146,9 +152,9 @@ func (r *run) export(ctx workflow.Context) error {
 
 	var fin activities.FinalizeResult
 	generated := workflow.Now(ctx).UTC()
-	if err := r.step(ctx, "finalize", short, a.Finalize, func(n int) any {
+	if err := r.do(ctx, r.step("finalize", short, a.Finalize, func(n int, _ activities.Heartbeat) any {
 		return activities.FinalizeInput{Spec: spec, GeneratedAt: generated, Attempt: n}
-	}, &fin); err != nil {
+	}), &fin); err != nil {
 		return err
 	}
 
@@ -170,6 +176,28 @@ func (r *run) export(ctx workflow.Context) error {
 		st := r.state
 		workflow.Go(ctx, func(gctx workflow.Context) { r.notify(gctx, st, 24*time.Hour) })
 	}
+	return nil
+}
+
+// exportOptions are the Export activity's options; what names the part
+// of the window it writes, for the Web UI.
+func exportOptions(spec exportd.Spec, what string) workflow.ActivityOptions {
+	if what == "" {
+		what = fmt.Sprintf("%s %s %s..%s", spec.MerchantID, spec.Dataset, spec.Start.Format(time.RFC3339), spec.End.Format(time.RFC3339))
+	}
+	return workflow.ActivityOptions{
+		StartToCloseTimeout: exportStartToClose,
+		HeartbeatTimeout:    exportHeartbeatTimeout,
+		Summary:             what,
+	}
+}
+
+// do runs a step of this export; its retry, once it succeeds, is over.
+func (r *run) do(ctx workflow.Context, s step, out any) error {
+	if err := s.run(ctx, out); err != nil {
+		return err
+	}
+	r.state.Retry = nil
 	return nil
 }
 

@@ -204,7 +204,7 @@ func TestExportWorkflowRetriesTransientFailures(t *testing.T) {
 		attempts++
 		if attempts < 3 {
 			return activities.ExportResult{}, temporal.NewApplicationErrorWithOptions("reading the source: connection refused",
-				exportd.CodeSourceError, temporal.ApplicationErrorOptions{Details: []any{activities.Heartbeat{Rows: 2}}})
+				exportd.CodeSourceError, temporal.ApplicationErrorOptions{Details: []any{activities.Heartbeat{Done: 2, Rows: 2}}})
 		}
 		return exportResult(3), nil
 	})
@@ -225,7 +225,7 @@ func TestExportWorkflowRetriesTransientFailures(t *testing.T) {
 	require.Equal(t, exportd.CodeSourceError, waiting.Retry.Code)
 	require.Contains(t, waiting.Retry.LastError, "connection refused")
 	require.True(t, waiting.Retry.NextAttemptAt.After(start), "next attempt at %s", waiting.Retry.NextAttemptAt)
-	require.Equal(t, int64(2), waiting.Progress.Rows, "rows committed stay in the progress between attempts")
+	require.Equal(t, int64(2), waiting.Progress.Rows, "the progress made stays between attempts")
 	require.Equal(t, exportd.PhaseReady, ready.Phase)
 	require.Nil(t, ready.Retry)
 }

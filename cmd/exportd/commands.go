@@ -172,7 +172,8 @@ func runWorker(ctx context.Context, args []string, env func(string) string, stdo
 	var c conn
 	c.register(fs, true, true)
 	maxExports := fs.Int("max-concurrent-exports", 4, "activities this worker runs at once")
-	retryFor := fs.Duration("retry-for", time.Hour, "how long an export retries failures that may heal (storage, lost connections) before it fails")
+	var ex exportFlags
+	ex.register(fs)
 	var lim limitFlags
 	lim.register(fs)
 	publicURL := fs.String("public-url", "http://127.0.0.1:8080", "the API's externally visible base URL, for links in webhook bodies")
@@ -200,10 +201,11 @@ func runWorker(ctx context.Context, args []string, env func(string) string, stdo
 	defer d.close()
 	pool, cl := d.pool, d.client
 	w := worker.New(cl, &activities.Activities{Source: &postgres.Source{Pool: pool}, Store: d.store, Records: &postgres.Files{Pool: pool}, Logger: log,
+		PartitionRows: ex.partitionRows, Parallelism: ex.parallelism,
 		Queue: &postgres.Queue{Pool: pool}, Limits: lim.limits(),
 		Webhooks: webhook.NewSender(*allowPrivate), Renderer: api.WebhookRenderer{Service: d.service(), PublicURL: *publicURL},
 		Secrets: d.access, Metrics: reg},
-		worker.Options{MaxConcurrentExports: *maxExports, Workflow: workflows.Config{RetryFor: *retryFor}})
+		worker.Options{MaxConcurrentExports: *maxExports, Workflow: workflows.Config{RetryFor: ex.retryFor}})
 	var running atomic.Bool
 	if *metricsAddr != "" {
 		stop, err := serveWorkerHTTP(*metricsAddr, reg, log, func(ctx context.Context) error {
@@ -282,6 +284,19 @@ func runAPI(ctx context.Context, args []string, env func(string) string, stdout,
 
 // limitFlags cap running exports; workers enforce them, and their queue
 // reapers keep the admission table true to Temporal.
+// exportFlags are a worker's settings of how one export runs.
+type exportFlags struct {
+	retryFor      time.Duration
+	partitionRows int64
+	parallelism   int
+}
+
+func (e *exportFlags) register(fs *flag.FlagSet) {
+	fs.DurationVar(&e.retryFor, "retry-for", time.Hour, "how long an export retries failures that may heal (storage, lost connections) before it fails")
+	fs.Int64Var(&e.partitionRows, "partition-rows", activities.DefaultPartitionRows, "target rows of a partition: a larger export is split into partitions that run concurrently on any worker (0: never)")
+	fs.IntVar(&e.parallelism, "export-parallelism", activities.DefaultParallelism, "partitions of one export running at once, at most; a request may ask for fewer")
+}
+
 type limitFlags struct {
 	global, perMerchant int
 	lease, reapEvery    time.Duration

@@ -22,7 +22,8 @@ func runDev(ctx context.Context, args []string, env func(string) string, stdout,
 	fs.IntVar(&cfg.SeedOrders, "seed-orders", 20_000, "orders generated for the first demo merchant on the first run")
 	fs.BoolVar(&cfg.Worker, "worker", true, "run the worker in this process (false: start `exportd worker` with dev.json's env)")
 	fs.StringVar(&cfg.TemporalBin, "temporal-bin", "", "Temporal CLI binary (default: .tools/bin/temporal, then PATH)")
-	fs.DurationVar(&cfg.RetryFor, "retry-for", time.Hour, "how long an export retries failures that may heal (storage, lost connections) before it fails")
+	var ex exportFlags
+	ex.register(fs)
 	var lim limitFlags
 	lim.register(fs)
 	var adm admissionFlags
@@ -58,6 +59,7 @@ func runDev(ctx context.Context, args []string, env func(string) string, stdout,
 	cfg.Logger = log
 	cfg.ToolsDir = toolsDir()
 	cfg.Limits, cfg.QueueLimit = lim.limits(), adm.queueLimit
+	cfg.RetryFor, cfg.PartitionRows, cfg.Parallelism = ex.retryFor, ex.partitionRows, ex.parallelism
 	cfg.Reaper = lim.reaper()
 	if cfg.Hours, err = exports.ParseHours(adm.serviceHours); err != nil {
 		return err

@@ -63,6 +63,10 @@ type StackConfig struct {
 	Hours      exports.Hours
 	// RetryFor bounds how long an export retries failures that may heal.
 	RetryFor time.Duration
+	// PartitionRows and Parallelism split large exports into partitions
+	// that run concurrently; see activities.Activities.
+	PartitionRows int64
+	Parallelism   int
 	// Reaper is the in-process worker's queue reaper (its limits and
 	// interval; Start gives it the queue, client and logger); nil runs
 	// none.
@@ -189,6 +193,7 @@ func (s *Stack) Start(ctx context.Context) error {
 	if cfg.Worker {
 		s.worker = worker.New(s.Client, &activities.Activities{
 			Source: &postgres.Source{Pool: s.Pool}, Store: s.Store, Records: &postgres.Files{Pool: s.Pool}, Logger: log,
+			PartitionRows: cfg.PartitionRows, Parallelism: cfg.Parallelism,
 			Queue: &postgres.Queue{Pool: s.Pool}, Limits: cfg.Limits,
 			Webhooks: webhook.NewSender(true), Renderer: api.WebhookRenderer{Service: svc, PublicURL: apiURL}, Secrets: access,
 			Metrics: s.Metrics,
