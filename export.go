@@ -86,9 +86,9 @@ type Spec struct {
 	MaxRowsPerFile int       `json:"maxRowsPerFile,omitempty"`
 	// Parallelism, when set, lowers how many partitions of a large export
 	// run at once below the workers' EXPORTD_EXPORT_PARALLELISM.
-	Parallelism int `json:"parallelism,omitempty"`
-	Locations      []string  `json:"locations,omitempty"`
-	Retention      Duration  `json:"retention,omitempty"`
+	Parallelism int      `json:"parallelism,omitempty"`
+	Locations   []string `json:"locations,omitempty"`
+	Retention   Duration `json:"retention,omitempty"`
 	// Webhook, when set, is POSTed the export's status document when it
 	// succeeds or fails. The native API sets it from callbackUrl.
 	Webhook *Webhook `json:"webhook,omitempty"`
