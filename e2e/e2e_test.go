@@ -31,10 +31,11 @@ import (
 
 // devInfo is the part of dev.json the tests read.
 type devInfo struct {
-	APIURL        string `json:"api_url"`
-	TemporalUIURL string `json:"temporal_ui_url"`
-	DatabaseURL   string `json:"database_url"`
-	Apps          []struct {
+	APIURL          string `json:"api_url"`
+	TemporalUIURL   string `json:"temporal_ui_url"`
+	TemporalAddress string `json:"temporal_address"`
+	DatabaseURL     string `json:"database_url"`
+	Apps            []struct {
 		Name         string   `json:"name"`
 		APIKey       string   `json:"api_key"`
 		ClientSecret string   `json:"client_secret"`
