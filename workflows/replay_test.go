@@ -13,7 +13,8 @@ import (
 
 // TestReplayRecordedHistories replays histories recorded from the real dev
 // stack (`temporal workflow show --output json`): one export that ran to
-// EXPIRED, one deleted while READY. A change to ExportWorkflow that would
+// EXPIRED, one deleted while READY, a partitioned one and its child
+// workflow's, and one whose Plan was retried while PostgreSQL was down. A change to ExportWorkflow that would
 // break running executions fails here; such a change needs
 // workflow.GetVersion, and a new recording added beside the old ones.
 func TestReplayRecordedHistories(t *testing.T) {
@@ -24,6 +25,7 @@ func TestReplayRecordedHistories(t *testing.T) {
 		t.Run(filepath.Base(f), func(t *testing.T) {
 			r := sdkworker.NewWorkflowReplayer()
 			r.RegisterWorkflowWithOptions(workflows.ExportWorkflow, workflow.RegisterOptions{Name: workflows.WorkflowName})
+			r.RegisterWorkflowWithOptions(workflows.Config{}.ExportPartitions, workflow.RegisterOptions{Name: workflows.PartitionsWorkflowName})
 			require.NoError(t, r.ReplayWorkflowHistoryFromJSONFile(nil, f))
 		})
 	}
