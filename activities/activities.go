@@ -32,7 +32,7 @@ type Source interface {
 // Records is where an export's committed parts and files are recorded;
 // *postgres.Files implements it.
 type Records interface {
-	CommitPart(ctx context.Context, p postgres.Part) error
+	CommitParts(ctx context.Context, ps []postgres.Part) error
 	ResumeRange(ctx context.Context, exportID string, from, to int) (postgres.Resume, error)
 	SavePartitions(ctx context.Context, exportID string, ps []postgres.Partition) error
 	Partition(ctx context.Context, exportID string, index int) (postgres.Partition, error)
@@ -186,6 +186,9 @@ func (a *Activities) Export(ctx context.Context, in ExportInput) (res ExportResu
 	q.Through = bounds.Through
 	if err := a.Source.Stream(ctx, q, e.write); err != nil {
 		e.abort()
+		// What was committed is recorded if the database allows, so the
+		// next attempt need not write it again.
+		_ = e.record()
 		return ExportResult{}, classify(ctx, exportd.CodeSourceError, "reading the source", err, &e.beat)
 	}
 	if err := e.finish(); err != nil {

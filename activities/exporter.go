@@ -32,6 +32,10 @@ type exporter struct {
 	beat     Heartbeat // progress; Part and Rows as of the last commit
 	part     *part     // open part, nil between parts
 	lastBeat time.Time
+	// pending are the parts committed to the blob store but not yet
+	// recorded; beat.Rows counts recorded rows only, the resume point.
+	pending    []postgres.Part
+	lastRecord time.Time
 
 	// first and end bound the part numbers this export (or partition)
 	// owns; its last part takes every row left, so rows added to the
@@ -88,7 +92,7 @@ func (f *partFile) failed(err error) error {
 }
 
 func newExporter(ctx context.Context, a *Activities, spec exportd.Spec, from postgres.Resume, total int64, tag string) *exporter {
-	return &exporter{ctx: ctx, a: a, spec: spec, tag: tag, lastBeat: a.now(),
+	return &exporter{ctx: ctx, a: a, spec: spec, tag: tag, lastBeat: a.now(), lastRecord: a.now(),
 		beat: Heartbeat{Done: from.Rows, Total: total, Part: from.Part, Rows: from.Rows}}
 }
 
@@ -130,9 +134,12 @@ func (e *exporter) write(b *exportd.Batch) error {
 	}
 	select {
 	case <-activity.GetWorkerStopChannel(e.ctx):
-		// A stopping worker hands the export on at once: the heartbeat
-		// holds the last committed part, so another worker resumes there
-		// instead of waiting out the heartbeat timeout.
+		// A stopping worker hands the export on at once, its committed
+		// parts recorded, so another worker resumes after them instead of
+		// waiting out the heartbeat timeout.
+		if err := e.record(); err != nil {
+			return err
+		}
 		e.heartbeat(e.a.now())
 		return errWorkerStopping
 	default:
@@ -153,9 +160,11 @@ func (e *exporter) finish() error {
 		}
 	}
 	if e.part != nil {
-		return e.commit()
+		if err := e.commit(); err != nil {
+			return err
+		}
 	}
-	return nil
+	return e.record()
 }
 
 func (e *exporter) open() error {
@@ -213,18 +222,47 @@ func (e *exporter) commit() error {
 		rec.Locations = append(rec.Locations, l)
 	}
 	slices.Sort(rec.Locations)
-	rec.CommittedAt = e.a.now().UTC()
-	if err := e.a.Records.CommitPart(e.ctx, rec); err != nil {
-		return exportd.SourceError(err, false, "could not record part %d in PostgreSQL", e.beat.Part)
-	}
+	now := e.a.now()
+	rec.CommittedAt = now.UTC()
 	for _, f := range rec.Files {
 		e.a.Metrics.FileCommitted(string(e.spec.Dataset), string(f.Format), f.Rows, f.Bytes)
 	}
 	e.a.Metrics.PartCommitted(string(e.spec.Dataset))
 	e.part = nil
 	e.beat.Part++
-	e.beat.Rows += p.rows
-	e.heartbeat(e.a.now())
+	e.pending = append(e.pending, rec)
+	if len(e.pending) >= recordBatch || now.Sub(e.lastRecord) >= recordEvery {
+		return e.record()
+	}
+	return nil
+}
+
+// Parts are recorded in batches, so that an export of many small files
+// pays one PostgreSQL transaction per batch rather than one a file: at most
+// recordBatch parts, or what recordEvery gathered. A crash loses at most a
+// batch of records, whose parts the next attempt writes again to the same
+// bytes.
+const (
+	recordBatch = 64
+	recordEvery = time.Second
+)
+
+// record records the parts committed since the last record, then reports
+// the new resume point in a heartbeat.
+func (e *exporter) record() error {
+	if len(e.pending) == 0 {
+		return nil
+	}
+	if err := e.a.Records.CommitParts(e.ctx, e.pending); err != nil {
+		return exportd.SourceError(err, false, "could not record parts %d to %d in PostgreSQL", e.pending[0].Part, e.pending[len(e.pending)-1].Part)
+	}
+	for _, p := range e.pending {
+		e.beat.Rows += p.Rows
+	}
+	e.pending = e.pending[:0]
+	now := e.a.now()
+	e.lastRecord = now
+	e.heartbeat(now)
 	return nil
 }
 

@@ -203,6 +203,10 @@ var RatioTargets = map[string]float64{"parquet": 0.8, "jsonl.gz": 0.6, "csv.gz":
 // "parquet/files=12000" exports the window as that many parquet files.
 const FilesSuffix = "/files="
 
+// WorkersSuffix joins a run's formats and a number of worker processes
+// that run it partitioned: "parquet/workers=2".
+const WorkersSuffix = "/workers="
+
 // MinFileCountRatio bounds how much slower an export with many small
 // files may be than the same export with a few large ones (rows/s, each
 // taken against the limit timed before it).

@@ -79,22 +79,22 @@ func (l *Local) Create(ctx context.Context, key, tag string) (Upload, error) {
 // createFile replaces whatever an earlier run of the same attempt left at
 // tmp. O_EXCL makes the open refuse a symlink planted at that name.
 func (l *Local) createFile(dir, tmp string) (*os.File, error) {
+	// The common case, a new upload into an existing directory, is one
+	// open; a missing directory (or one a concurrent DeletePrefix pruned)
+	// or a leftover upload costs a round more each.
 	var err error
-	// A concurrent DeletePrefix may prune dir between MkdirAll and the
-	// open; one more round settles that.
-	for range 2 {
-		if err = l.root.MkdirAll(filepath.FromSlash(dir), 0o755); err != nil {
-			return nil, err
-		}
-		if err = l.root.Remove(filepath.FromSlash(tmp)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return nil, err
-		}
+	for range 3 {
 		var f *os.File
 		f, err = l.root.OpenFile(filepath.FromSlash(tmp), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
-		if err == nil {
+		switch {
+		case err == nil:
 			return f, nil
+		case errors.Is(err, fs.ErrNotExist):
+			err = l.root.MkdirAll(filepath.FromSlash(dir), 0o755)
+		case errors.Is(err, fs.ErrExist):
+			err = l.root.Remove(filepath.FromSlash(tmp))
 		}
-		if !errors.Is(err, fs.ErrNotExist) {
+		if err != nil {
 			return nil, err
 		}
 	}

@@ -42,18 +42,35 @@ type Part struct {
 // committed.
 var ErrFileNotFound = errors.New("file not found")
 
-// CommitPart records a part and its files in one transaction. Recording a
-// part again (a retried attempt rewrites parts after its resume point to
+// CommitParts records parts and their files in one transaction. Recording
+// a part again (a retried attempt rewrites parts after its resume point to
 // the same bytes) replaces the earlier record, so a part is never counted
 // twice.
-func (f *Files) CommitPart(ctx context.Context, p Part) error {
+func (f *Files) CommitParts(ctx context.Context, ps []Part) error {
+	if len(ps) == 0 {
+		return nil
+	}
 	err := pgx.BeginFunc(ctx, f.Pool, func(tx pgx.Tx) error {
-		locs := p.Locations
-		if locs == nil {
-			locs = []string{}
+		b := &pgx.Batch{}
+		for _, p := range ps {
+			queuePart(b, p)
 		}
-		first, last := keyArgs(p.FirstKey), keyArgs(p.LastKey)
-		if _, err := tx.Exec(ctx, `INSERT INTO export_parts (export_id, part, rows, first_at, first_id, last_at, last_id,
+		return tx.SendBatch(ctx, b).Close()
+	})
+	if err != nil {
+		return fmt.Errorf("error recording parts %d-%d of export %s: %w", ps[0].Part, ps[len(ps)-1].Part, ps[0].ExportID, err)
+	}
+	return nil
+}
+
+// queuePart queues the statements that record p.
+func queuePart(b *pgx.Batch, p Part) {
+	locs := p.Locations
+	if locs == nil {
+		locs = []string{}
+	}
+	first, last := keyArgs(p.FirstKey), keyArgs(p.LastKey)
+	b.Queue(`INSERT INTO export_parts (export_id, part, rows, first_at, first_id, last_at, last_id,
 				orders, transactions, amount, subtotal, tax, tip, total, pay_amount, locations, committed_at)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
 			ON CONFLICT (export_id, part) DO UPDATE SET rows = excluded.rows,
@@ -61,27 +78,17 @@ func (f *Files) CommitPart(ctx context.Context, p Part) error {
 				orders = excluded.orders, transactions = excluded.transactions, amount = excluded.amount,
 				subtotal = excluded.subtotal, tax = excluded.tax, tip = excluded.tip, total = excluded.total,
 				pay_amount = excluded.pay_amount, locations = excluded.locations, committed_at = excluded.committed_at`,
-			p.ExportID, p.Part, p.Rows, first[0], first[1], last[0], last[1],
-			p.Tally.Orders, p.Tally.Transactions, p.Tally.Amount,
-			p.Totals.Subtotal, p.Totals.Tax, p.Totals.Tip, p.Totals.Total, p.Totals.Amount,
-			locs, p.CommittedAt); err != nil {
-			return err
-		}
-		for i, fi := range p.Files {
-			if _, err := tx.Exec(ctx, `INSERT INTO export_files (export_id, part, seq, name, format, rows, bytes, sha256)
+		p.ExportID, p.Part, p.Rows, first[0], first[1], last[0], last[1],
+		p.Tally.Orders, p.Tally.Transactions, p.Tally.Amount,
+		p.Totals.Subtotal, p.Totals.Tax, p.Totals.Tip, p.Totals.Total, p.Totals.Amount,
+		locs, p.CommittedAt)
+	for i, fi := range p.Files {
+		b.Queue(`INSERT INTO export_files (export_id, part, seq, name, format, rows, bytes, sha256)
 				VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 				ON CONFLICT (export_id, part, seq) DO UPDATE SET name = excluded.name, format = excluded.format,
 					rows = excluded.rows, bytes = excluded.bytes, sha256 = excluded.sha256`,
-				p.ExportID, p.Part, i, fi.Name, string(fi.Format), fi.Rows, fi.Bytes, fi.SHA256); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("error recording part %d of export %s: %w", p.Part, p.ExportID, err)
+			p.ExportID, p.Part, i, fi.Name, string(fi.Format), fi.Rows, fi.Bytes, fi.SHA256)
 	}
-	return nil
 }
 
 func keyArgs(k exportd.Key) [2]any {

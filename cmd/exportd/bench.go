@@ -50,6 +50,8 @@ type benchConfig struct {
 	keepFiles      bool
 	poll           time.Duration
 	temporalBin    string
+	// scalePartitionRows is the partition size of the scale-out runs.
+	scalePartitionRows int64
 }
 
 // benchWindow is the window postgres.Seed fills by default.
@@ -78,6 +80,8 @@ func runBench(ctx context.Context, args []string, env func(string) string, stdou
 	runs := fs.String("formats", "parquet,arrow,jsonl.gz,csv.gz,all", "runs, in order: formats exported alone, and all for the four formats in one pass")
 	dataset := fs.String("dataset", "orders", "dataset exported: orders or payments")
 	fs.IntVar(&cfg.maxRowsPerFile, "max-rows-per-file", 0, "part size of the exports (0: the service default)")
+	scaleWorkers := fs.String("scale-workers", "1,2", `worker processes of the scale-out runs, which export the window as parquet, partitioned ("": none)`)
+	fs.Int64Var(&cfg.scalePartitionRows, "scale-partition-rows", 0, "partition size of the scale-out runs (0: an eighth of the window)")
 	fileCounts := fs.String("file-counts", "12,12000", `file counts of the file-count runs, which export the window as that many parquet files: `+
 		`their rows/s must not fall with the count ("": none)`)
 	fs.BoolVar(&cfg.skipLoad, "skip-load", false, "skip the HTTP load test of GET /v1/exports/{id}")
@@ -104,7 +108,17 @@ func runBench(ctx context.Context, args []string, env func(string) string, stdou
 		if r = strings.TrimSpace(r); r == "" {
 			continue
 		}
-		if _, _, err := runSpec(r); err != nil {
+		if _, err := parseRun(r); err != nil {
+			return err
+		}
+		cfg.runs = append(cfg.runs, r)
+	}
+	for n := range strings.SplitSeq(*scaleWorkers, ",") {
+		if n = strings.TrimSpace(n); n == "" {
+			continue
+		}
+		r := string(exportd.Parquet) + bench.WorkersSuffix + n
+		if _, err := parseRun(r); err != nil {
 			return err
 		}
 		cfg.runs = append(cfg.runs, r)
@@ -114,7 +128,7 @@ func runBench(ctx context.Context, args []string, env func(string) string, stdou
 			continue
 		}
 		r := string(exportd.Parquet) + bench.FilesSuffix + n
-		if _, _, err := runSpec(r); err != nil {
+		if _, err := parseRun(r); err != nil {
 			return err
 		}
 		cfg.runs = append(cfg.runs, r)
@@ -148,21 +162,39 @@ func runBench(ctx context.Context, args []string, env func(string) string, stdou
 	return b.run(ctx)
 }
 
-// runSpec returns the formats of a run and the files it asks for:
-// "FORMAT" or "all", optionally followed by bench.FilesSuffix and a file
-// count ("parquet/files=12000"); files is 0 without one.
-func runSpec(run string) ([]exportd.Format, int, error) {
-	name, count, ok := strings.Cut(run, bench.FilesSuffix)
-	files := 0
-	if ok {
-		n, err := strconv.Atoi(count)
-		if err != nil || n < 1 {
-			return nil, 0, fmt.Errorf("run %q: the file count must be a positive whole number", run)
+// runSpec is what one bench run exports: formats, and either a file
+// count or a number of worker processes running it partitioned.
+type runSpec struct {
+	formats []exportd.Format
+	files   int // 0: the part size of --max-rows-per-file
+	workers int // 0: one worker, unpartitioned
+}
+
+// parseRun reads a run name: "FORMAT" or "all", optionally followed by
+// bench.FilesSuffix and a file count ("parquet/files=12000") or by
+// bench.WorkersSuffix and a worker count ("parquet/workers=2").
+func parseRun(run string) (runSpec, error) {
+	name, rest := run, ""
+	var n *int
+	var r runSpec
+	for _, suf := range []struct {
+		s string
+		n *int
+	}{{bench.FilesSuffix, &r.files}, {bench.WorkersSuffix, &r.workers}} {
+		if a, b, ok := strings.Cut(run, suf.s); ok {
+			name, rest, n = a, b, suf.n
 		}
-		files = n
 	}
-	fs, err := runFormats(name)
-	return fs, files, err
+	if n != nil {
+		v, err := strconv.Atoi(rest)
+		if err != nil || v < 1 {
+			return r, fmt.Errorf("run %q: the count must be a positive whole number", run)
+		}
+		*n = v
+	}
+	var err error
+	r.formats, err = runFormats(name)
+	return r, err
 }
 
 // runFormats returns the formats of a run: one format, or "all" four.
@@ -308,6 +340,14 @@ func (b *bencher) run(ctx context.Context) error {
 		}
 		fmt.Fprintf(b.out, "GET /v1/exports/{id}, %s, %d clients, %.1fs: %.0f req/s, p50 %.2fms, p90 %.2fms, p99 %.2fms, max %.1fms, %d errors %s\n",
 			mode, l.Clients, l.Seconds, l.PerSecond, l.P50, l.P90, l.P99, l.Max, l.Errors, l.FirstError)
+	}
+	if one, ok := sum.Runs[string(exportd.Parquet)+bench.WorkersSuffix+"1"]; ok {
+		for name, rs := range sum.Runs {
+			if _, n, ok := strings.Cut(name, bench.WorkersSuffix); ok && n != "1" && one.RowsPerS > 0 {
+				fmt.Fprintf(b.out, "scale-out: %s workers %.2fx the rows/s of 1 worker, peak RSS %.1f vs %.1f MiB (the worst worker)\n",
+					n, rs.RowsPerS/one.RowsPerS, rs.PeakRSSMiB, one.PeakRSSMiB)
+			}
+		}
 	}
 	b.compareSizes(sum)
 	fmt.Fprintln(b.out)
@@ -475,16 +515,41 @@ func (b *bencher) limitSample(ctx context.Context) (bench.Sample, []bench.LimitP
 // exportSample times one export of the window through the API, with a
 // fresh worker process whose peak RSS is then the run's alone.
 func (b *bencher) exportSample(ctx context.Context, run string, rep int) (bench.Sample, error) {
-	formats, files, _ := runSpec(run)
+	spec, _ := parseRun(run)
+	formats, files := spec.formats, spec.files
 	maxRows := b.cfg.maxRowsPerFile
 	if files > 0 {
 		maxRows = int((b.rows + int64(files) - 1) / int64(files))
 	}
-	w, err := b.startWorker(ctx, fmt.Sprintf("%s-%d", strings.ReplaceAll(run, "/", "-"), rep))
-	if err != nil {
-		return bench.Sample{}, err
+	// Runs export one partition, so their figures compare with the limit's
+	// one stream; scale-out runs partition the window over their workers.
+	env := []string{"EXPORTD_PARTITION_ROWS=0"}
+	workers := 1
+	if spec.workers > 0 {
+		workers = spec.workers
+		rows := b.cfg.scalePartitionRows
+		if rows <= 0 {
+			rows = max(b.rows/8, 1)
+		}
+		env = []string{"EXPORTD_PARTITION_ROWS=" + strconv.FormatInt(rows, 10), "EXPORTD_EXPORT_PARALLELISM=8", "EXPORTD_MAX_CONCURRENT_EXPORTS=2"}
+		if maxRows <= 0 || int64(maxRows) > rows {
+			maxRows = int(rows) // partitions are whole parts
+		}
 	}
-	defer w.stop()
+	var ws []*workerProc
+	defer func() {
+		for _, w := range ws {
+			w.stop()
+		}
+	}()
+	for i := range workers {
+		w, err := b.startWorker(ctx, fmt.Sprintf("%s-%d-%d", strings.NewReplacer("/", "-", "=", "").Replace(run), rep, i+1), env)
+		if err != nil {
+			return bench.Sample{}, err
+		}
+		ws = append(ws, w)
+	}
+	w := ws[0]
 
 	idle, _, err := bench.Memory(w.pid())
 	if err != nil {
@@ -501,8 +566,17 @@ func (b *bencher) exportSample(ctx context.Context, run string, rep int) (bench.
 		return bench.Sample{}, err
 	}
 	s := bench.Sample{Seconds: elapsed.Seconds(), IdleRSS: idle, SampledRSS: sampled, CPU: cpuSince(before, b.cpu(w.pid()))}
-	if _, s.PeakRSS, err = bench.Memory(w.pid()); err != nil {
-		return s, err
+	var peaks []string
+	for i, w := range ws {
+		_, peak, err := bench.Memory(w.pid())
+		if err != nil {
+			return s, err
+		}
+		s.PeakRSS = max(s.PeakRSS, peak)
+		peaks = append(peaks, fmt.Sprintf("worker %d %.1f MiB", i+1, float64(peak)/bench.MiB))
+	}
+	if len(ws) > 1 {
+		b.printf("%s: peak RSS %s", run, strings.Join(peaks, ", "))
 	}
 	var m exportd.Manifest
 	if _, err := demoCall(ctx, http.MethodGet, b.stack.Info.APIURL+"/v1/exports/"+doc.ID+"/manifest", b.key, "", &m); err != nil {
@@ -522,7 +596,9 @@ func (b *bencher) exportSample(ctx context.Context, run string, rep int) (bench.
 		b.printf("NOTE: export %s has %d files, asked for %d", doc.ID, len(m.Files), files*len(formats))
 	}
 	var attempts int32
-	if s.Activity, attempts, err = bench.ExportActivity(ctx, b.stack.Client, workflows.WorkflowID(doc.ID)); err != nil {
+	if spec.workers > 0 {
+		// Partitions run in the child workflow: no Export activity here.
+	} else if s.Activity, attempts, err = bench.ExportActivity(ctx, b.stack.Client, workflows.WorkflowID(doc.ID)); err != nil {
 		b.log.Warn("no Export activity timing", "export", doc.ID, "error", err)
 	}
 	if attempts > 1 {
@@ -627,7 +703,7 @@ func (b *bencher) latency(ctx context.Context) (*bench.Latency, string, error) {
 		names = append(names, string(f))
 	}
 	lat := &bench.Latency{Orders: n, Formats: strings.Join(names, ", ")}
-	w, err := b.startWorker(ctx, "latency")
+	w, err := b.startWorker(ctx, "latency", nil)
 	if err != nil {
 		return nil, "", err
 	}
@@ -753,7 +829,7 @@ func (w *workerProc) pid() int { return w.cmd.Process.Pid }
 // startWorker starts a worker process with the stack's environment and
 // waits until it polls both task queues. Its profile and trace, if asked
 // for, are named after the run.
-func (b *bencher) startWorker(ctx context.Context, name string) (*workerProc, error) {
+func (b *bencher) startWorker(ctx context.Context, name string, env []string) (*workerProc, error) {
 	args := []string{"bench", "_worker"}
 	for _, o := range []struct{ dir, flag, ext string }{
 		{b.cfg.cpuprofileDir, "--cpuprofile", ".pprof"}, {b.cfg.traceDir, "--trace", ".trace"},
@@ -767,7 +843,9 @@ func (b *bencher) startWorker(ctx context.Context, name string) (*workerProc, er
 		args = append(args, o.flag, filepath.Join(o.dir, name+o.ext))
 	}
 	cmd := exec.Command(b.exe, args...)
-	cmd.Env = b.env
+	// Workers of one run side by side each serve metrics on a port of
+	// their own.
+	cmd.Env = append(slices.Clip(b.env), append([]string{"EXPORTD_METRICS_ADDR=127.0.0.1:0"}, env...)...)
 	cmd.Stdout, cmd.Stderr = b.logFile, b.logFile
 	// Its own process group keeps a terminal's Ctrl-C away: stop decides.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
