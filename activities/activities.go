@@ -166,10 +166,15 @@ func (a *Activities) Export(ctx context.Context, in ExportInput) (res ExportResu
 	if err != nil {
 		return ExportResult{}, classify(ctx, exportd.CodeSourceError, "reading where to resume", err, nil)
 	}
-	// Parts an earlier attempt wrote but never recorded are discarded, or
-	// written again to the same bytes.
-	if err := a.Store.DeleteUploads(ctx, in.Spec.ExportID+"/"); err != nil {
-		return ExportResult{}, classify(ctx, exportd.CodeStorageError, "discarding uncommitted parts", err, nil)
+	// Parts an earlier attempt wrote but never recorded are written
+	// again, to the same bytes, under this attempt's upload names; the
+	// uploads an attempt left behind are discarded here when the export
+	// is one activity, or by Finalize when partitions run side by side
+	// and one partition's attempt must not delete another's.
+	if !in.Partitioned {
+		if err := a.Store.DeleteUploads(ctx, in.Spec.ExportID+"/"); err != nil {
+			return ExportResult{}, classify(ctx, exportd.CodeStorageError, "discarding uncommitted parts", err, nil)
+		}
 	}
 	e := newExporter(ctx, a, in.Spec, from, in.Total, attemptTag(ctx, in.Attempt))
 	e.first, e.end, e.shown = bounds.BasePart, to, in.Shown
@@ -204,6 +209,9 @@ func (a *Activities) Export(ctx context.Context, in ExportInput) (res ExportResu
 // the same bytes.
 func (a *Activities) Finalize(ctx context.Context, in FinalizeInput) (FinalizeResult, error) {
 	spec := in.Spec
+	if err := a.Store.DeleteUploads(ctx, spec.ExportID+"/"); err != nil {
+		return FinalizeResult{}, classify(ctx, exportd.CodeStorageError, "discarding uncommitted parts", err, nil)
+	}
 	sum, err := a.Records.Summary(ctx, spec.ExportID)
 	if err != nil {
 		return FinalizeResult{}, classify(ctx, exportd.CodeSourceError, "reading the recorded files", err, nil)

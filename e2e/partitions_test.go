@@ -3,6 +3,8 @@ package e2e
 import (
 	"context"
 	"net/http"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -71,11 +73,16 @@ func TestPartitionsAcrossWorkers(t *testing.T) {
 	waitSucceeded(t, s, app.APIKey, doc.ID, 4*time.Minute)
 	require.Greater(t, rows(m1), before1, "worker-1 wrote rows of the export")
 	require.Equal(t, want, manifestSums(t, s, app.APIKey, doc.ID), "the same files, byte for byte, whatever ran where")
+	// The killed worker's half-written uploads are gone too.
+	entries, err := os.ReadDir(filepath.Join(s.Env["EXPORTD_BLOB_DIR"], doc.ID))
+	require.NoError(t, err)
+	require.Len(t, entries, len(want)+1, "the files and the manifest, no uploads")
 	_ = w1
 
 	// The partitions ran in a child workflow that continued as new: no
 	// run's history grows with the partition count.
-	c, err := client.Dial(client.Options{HostPort: s.TemporalAddress, Namespace: "default"})
+	var c client.Client
+	c, err = client.Dial(client.Options{HostPort: s.TemporalAddress, Namespace: "default"})
 	require.NoError(t, err)
 	defer c.Close()
 	parent := historyLength(t, c, workflows.WorkflowID(doc.ID), "")
