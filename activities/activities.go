@@ -178,6 +178,7 @@ func (a *Activities) Export(ctx context.Context, in ExportInput) (res ExportResu
 	}
 	e := newExporter(ctx, a, in.Spec, from, in.Total, attemptTag(ctx, in.Attempt))
 	e.first, e.end, e.shown = bounds.BasePart, to, in.Shown
+	e.beat.Partition = in.Partition
 	e.emptyFiles = !in.Partitioned
 	if from.Rows > 0 {
 		log.Info("resuming export", "part", from.Part, "rows", from.Rows, "cursor", from.Cursor)

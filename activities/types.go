@@ -55,6 +55,9 @@ type Heartbeat struct {
 	Total int64 `json:"total"` // rows planned
 	Part  int   `json:"part"`  // parts committed
 	Rows  int64 `json:"rows"`  // rows committed
+	// Partition is the partition of a partitioned export this attempt
+	// writes, for progress readers that add partitions up.
+	Partition int `json:"partition,omitempty"`
 }
 
 // FinalizeInput asks for the manifest of a finished export; the files

@@ -63,6 +63,33 @@ func TestPartitionsAcrossWorkers(t *testing.T) {
 	var doc exportDoc
 	resp = call(t, http.MethodPost, s.APIURL+"/v1/exports", app.APIKey, body, &doc)
 	require.Equal(t, http.StatusAccepted, resp.StatusCode)
+	// Progress, sampled throughout, only moves forward and stays within
+	// the total, the kill included.
+	var samples []float64
+	var totals []int64
+	sampled := make(chan struct{})
+	stopSampling := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		for {
+			select {
+			case <-stopSampling:
+				return
+			case <-time.After(25 * time.Millisecond):
+			}
+			var d exportDoc
+			if r := call(t, http.MethodGet, s.APIURL+"/v1/exports/"+doc.ID, app.APIKey, nil, &d); r.StatusCode != http.StatusOK {
+				continue
+			}
+			if d.Status == "running" || d.Status == "succeeded" {
+				samples = append(samples, float64(d.Progress.Rows))
+				totals = append(totals, d.Progress.Total)
+			}
+			if d.Status == "succeeded" {
+				return
+			}
+		}
+	}()
 	// Kill worker-2 once it has written rows, while it holds partitions.
 	require.Eventually(t, func() bool { return rows(m2) > before2 }, 3*time.Minute, 20*time.Millisecond, "worker-2 never wrote a row")
 	var mid exportDoc
@@ -71,6 +98,13 @@ func TestPartitionsAcrossWorkers(t *testing.T) {
 	w2.kill(t)
 	t.Logf("worker-2 killed at %.1f%% of the export", mid.Progress.Percent)
 	waitSucceeded(t, s, app.APIKey, doc.ID, 4*time.Minute)
+	close(stopSampling)
+	<-sampled
+	require.Greater(t, len(samples), 20)
+	for i := 1; i < len(samples); i++ {
+		require.GreaterOrEqual(t, samples[i], samples[i-1], "progress went back at sample %d of %d", i, len(samples))
+		require.LessOrEqual(t, samples[i], float64(totals[i]), "progress past the total")
+	}
 	require.Greater(t, rows(m1), before1, "worker-1 wrote rows of the export")
 	require.Equal(t, want, manifestSums(t, s, app.APIKey, doc.ID), "the same files, byte for byte, whatever ran where")
 	// The killed worker's half-written uploads are gone too.

@@ -124,26 +124,26 @@ func Describe(ctx context.Context, c client.Client, exportID string) (exportd.St
 	if s.Phase == exportd.PhaseExporting && s.Partitions > 1 {
 		return partitionsProgress(ctx, c, s)
 	}
-	if done := exportHeartbeats(resp.GetPendingActivities()); done > 0 {
-		s.Progress.Rows = max(done, s.Progress.Rows)
+	for _, hb := range exportHeartbeats(resp.GetPendingActivities()) {
+		s.Progress.Rows = max(hb.Done, s.Progress.Rows)
 	}
 	return s, nil
 }
 
-// exportHeartbeats adds up the rows done that the pending Export
-// activities last reported.
-func exportHeartbeats(pending []*workflowpb.PendingActivityInfo) int64 {
-	var done int64
+// exportHeartbeats returns the last heartbeats of the pending Export
+// activities.
+func exportHeartbeats(pending []*workflowpb.PendingActivityInfo) []activities.Heartbeat {
+	var out []activities.Heartbeat
 	for _, pa := range pending {
 		if pa.GetActivityType().GetName() != "Export" || pa.GetHeartbeatDetails() == nil {
 			continue
 		}
 		var hb activities.Heartbeat
 		if err := converter.GetDefaultDataConverter().FromPayloads(pa.GetHeartbeatDetails(), &hb); err == nil {
-			done += hb.Done
+			out = append(out, hb)
 		}
 	}
-	return done
+	return out
 }
 
 // partitionsProgress adds the live progress of a partitioned export: the
@@ -165,7 +165,21 @@ func partitionsProgress(ctx context.Context, c client.Client, s exportd.State) (
 			return s, fmt.Errorf("error decoding the progress of export %s: %w", s.Spec.ExportID, err)
 		}
 	}
-	s.Progress.Rows = max(s.Progress.Rows, p.Rows+exportHeartbeats(resp.GetPendingActivities()))
+	// Finished partitions, running ones by their heartbeats, and those
+	// between attempts (or whose new attempt has not beaten yet) by what
+	// they had shown.
+	rows := p.Rows
+	beating := map[int]bool{}
+	for _, hb := range exportHeartbeats(resp.GetPendingActivities()) {
+		rows += max(hb.Done, p.Shown[hb.Partition])
+		beating[hb.Partition] = true
+	}
+	for part, shown := range p.Shown {
+		if !beating[part] {
+			rows += shown
+		}
+	}
+	s.Progress.Rows = max(s.Progress.Rows, rows)
 	if p.Retry != nil && s.Retry == nil {
 		s.Retry = p.Retry
 	}

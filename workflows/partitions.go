@@ -54,6 +54,9 @@ type PartitionsResult struct {
 type PartitionsProgress struct {
 	Rows  int64          `json:"rows"`
 	Retry *exportd.Retry `json:"retry,omitempty"`
+	// Shown holds the progress of partitions between two attempts, which
+	// have no heartbeat to read, by partition: so progress never drops.
+	Shown map[int]int64 `json:"shown,omitempty"`
 }
 
 // partitions runs a partitioned export's partitions in the child
@@ -80,7 +83,7 @@ func (r *run) partitions(ctx workflow.Context, plan activities.PlanResult) (Part
 func (c Config) ExportPartitions(ctx workflow.Context, in PartitionsInput) (PartitionsResult, error) {
 	var a *activities.Activities
 	end := min(in.Next+partitionsPerRun, in.Partitions)
-	progress := PartitionsProgress{Rows: in.Rows}
+	progress := PartitionsProgress{Rows: in.Rows, Shown: map[int]int64{}}
 	publish := func() error {
 		return workflow.UpsertMemo(ctx, map[string]any{MemoPartitions: progress})
 	}
@@ -109,14 +112,15 @@ func (c Config) ExportPartitions(ctx workflow.Context, in PartitionsInput) (Part
 				input: func(n int, last activities.Heartbeat) any {
 					return activities.ExportInput{Spec: in.Spec, Total: in.Total, Attempt: n, Shown: last.Done, Partitioned: true, Partition: p}
 				},
-				retried: func(ctx workflow.Context, retry *exportd.Retry, _ activities.Heartbeat) error {
+				retried: func(ctx workflow.Context, retry *exportd.Retry, last activities.Heartbeat) error {
 					progress.Retry = retry
+					progress.Shown[p] = max(progress.Shown[p], last.Done)
 					return publish()
 				}}
 			workflow.Go(runCtx, func(gctx workflow.Context) {
 				var out activities.ExportResult
 				err := s.run(gctx, &out)
-				done.Send(gctx, partitionDone{out: out, err: err})
+				done.Send(gctx, partitionDone{partition: p, out: out, err: err})
 			})
 		}
 		if running == 0 {
@@ -136,6 +140,7 @@ func (c Config) ExportPartitions(ctx workflow.Context, in PartitionsInput) (Part
 		res.FileCount += d.out.FileCount
 		progress.Rows = res.Rows
 		progress.Retry = nil
+		delete(progress.Shown, d.partition)
 		if err := publish(); err != nil && firstErr == nil {
 			firstErr = err
 			cancel()
@@ -158,6 +163,7 @@ func (c Config) ExportPartitions(ctx workflow.Context, in PartitionsInput) (Part
 }
 
 type partitionDone struct {
-	out activities.ExportResult
-	err error
+	partition int
+	out       activities.ExportResult
+	err       error
 }
