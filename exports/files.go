@@ -7,6 +7,7 @@ import (
 	"strconv"
 
 	"github.com/exportd/exportd"
+	"github.com/exportd/exportd/blob"
 	"github.com/exportd/exportd/postgres"
 )
 
@@ -92,6 +93,10 @@ func (s *Service) File(ctx context.Context, st exportd.State, name string) (expo
 		return exportd.FileInfo{}, err
 	}
 	id := st.Spec.ExportID
+	if len(name) > 255 || !blob.ValidKey(id+"/"+name) {
+		// Never a name the export wrote; nor one to send to a database.
+		return exportd.FileInfo{}, fmt.Errorf("file %q: %w", name, ErrNotFound)
+	}
 	indexed, err := s.indexed(ctx, id)
 	if err != nil {
 		return exportd.FileInfo{}, err
