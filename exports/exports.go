@@ -18,6 +18,7 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"go.temporal.io/sdk/client"
@@ -81,6 +82,9 @@ type Service struct {
 	// AllowPrivateWebhooks accepts webhook URLs on loopback and private
 	// networks (dev); production refuses them.
 	AllowPrivateWebhooks bool
+
+	cacheOnce sync.Once
+	states    *stateCache
 	// Logger receives what the engine cannot return to a caller; nil
 	// means slog.Default().
 	Logger *slog.Logger
@@ -251,7 +255,7 @@ func (s *Service) Get(ctx context.Context, app postgres.App, id string) (exportd
 	if !ValidID(id) {
 		return exportd.State{}, ErrNotFound
 	}
-	st, err := starter.Describe(ctx, s.Temporal, id)
+	st, err := s.describe(ctx, id)
 	if errors.Is(err, starter.ErrNotFound) {
 		return exportd.State{}, ErrNotFound
 	}
@@ -292,6 +296,7 @@ func (s *Service) Cancel(ctx context.Context, app postgres.App, id string) (expo
 		if err := starter.Cancel(ctx, s.Temporal, id); err != nil {
 			return st, err
 		}
+		s.forget(id)
 	}
 	return st, nil
 }
@@ -309,6 +314,7 @@ func (s *Service) Extend(ctx context.Context, app postgres.App, id string, until
 	if err := starter.Extend(ctx, s.Temporal, id, until); err != nil {
 		return st, err
 	}
+	s.forget(id)
 	return st, nil
 }
 

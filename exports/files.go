@@ -36,16 +36,28 @@ func (s *Service) Files(ctx context.Context, st exportd.State, cursor string, li
 	}
 	limit = min(max(limit, 1), MaxFilesPage)
 	id := st.Spec.ExportID
+	first := cursor == "" && limit == InlineFiles
+	if first {
+		if files, next, ok := s.cache().firstPage(id, st); ok {
+			return files, next, nil
+		}
+	}
 	indexed, err := s.indexed(ctx, id)
 	if err != nil {
 		return nil, "", err
 	}
+	var files []exportd.FileInfo
+	var next string
 	if !indexed {
-		return s.manifestPage(ctx, id, cursor, limit)
+		files, next, err = s.manifestPage(ctx, id, cursor, limit)
+	} else {
+		files, next, err = s.Index.List(ctx, id, cursor, limit)
+		if errors.Is(err, postgres.ErrInvalidCursor) {
+			return nil, "", &exportd.ValidationError{Field: "cursor", Reason: "is not a cursor this export's file listing gave"}
+		}
 	}
-	files, next, err := s.Index.List(ctx, id, cursor, limit)
-	if errors.Is(err, postgres.ErrInvalidCursor) {
-		return nil, "", &exportd.ValidationError{Field: "cursor", Reason: "is not a cursor this export's file listing gave"}
+	if err == nil && first {
+		s.cache().keepPage(id, st, files, next)
 	}
 	return files, next, err
 }
