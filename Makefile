@@ -8,13 +8,21 @@ TEMPORAL      := $(TOOLS)/bin/temporal
 # pkg@version` ignores this module's go.mod, whose Go SDK would conflict
 # with the Temporal server the CLI embeds.
 TEMPORAL_CLI  := github.com/temporalio/cli/cmd/temporal@v1.5.1
+# The linters, pinned, built once into a directory named after their
+# version (so that a new pin builds anew) rather than `go run` each time.
+# staticcheck v0.8.2 is the newest release and loads every package under
+# Go 1.26.
+STATICCHECK_VERSION   := v0.8.2
+WORKFLOWCHECK_VERSION := v0.6.0
+STATICCHECK   := $(TOOLS)/staticcheck-$(STATICCHECK_VERSION)/staticcheck
+WORKFLOWCHECK := $(TOOLS)/workflowcheck-$(WORKFLOWCHECK_VERSION)/workflowcheck
 DATA_DIR      ?= $(CURDIR)/.data
 EXPORTD       := $(CURDIR)/bin/exportd
 GO_SOURCES    := $(shell find . -name '*.go' -not -path './.tools/*' -not -path './.data/*') go.mod go.sum $(shell find postgres/migrations -name '*.sql' 2>/dev/null)
 
 export EXPORTD_TEMPORAL_BIN := $(TEMPORAL)
 
-.PHONY: all build demo dev test test-short lint tools postgres clean
+.PHONY: all build demo dev test test-short lint check tools lint-tools postgres clean
 
 all: build
 
@@ -23,11 +31,19 @@ build: $(EXPORTD)
 $(EXPORTD): $(GO_SOURCES)
 	$(GO) build -o $@ ./cmd/exportd
 
-tools: $(TEMPORAL)
+tools: $(TEMPORAL) lint-tools
+
+lint-tools: $(STATICCHECK) $(WORKFLOWCHECK)
 
 $(TEMPORAL):
 	@echo "building the Temporal CLI ($(TEMPORAL_CLI)) into $(TOOLS)/bin, once; this takes a few minutes"
 	GOBIN=$(TOOLS)/bin $(GO) install $(TEMPORAL_CLI)
+
+$(STATICCHECK):
+	GOBIN=$(dir $@) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+
+$(WORKFLOWCHECK):
+	GOBIN=$(dir $@) $(GO) install go.temporal.io/sdk/contrib/tools/workflowcheck@$(WORKFLOWCHECK_VERSION)
 
 # PostgreSQL's server binaries (initdb, postgres) must be on the machine:
 # Debian's package is installed when we are root, else we say what to do.
@@ -49,14 +65,21 @@ demo: build tools postgres
 dev: build tools postgres
 	$(EXPORTD) dev --data-dir $(DATA_DIR)
 
-test: tools postgres
-	$(GO) vet ./...
+# `make test` checks first, so that what `make check` keeps true stays
+# true in CI (.ci/run runs `make test`).
+test: tools postgres check
 	$(GO) test -count=1 -timeout 20m ./...
 
-lint: tools
+lint: lint-tools
 	$(GO) vet ./...
-	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
-	$(GO) run go.temporal.io/sdk/contrib/tools/workflowcheck@v0.6.0 ./...
+	$(STATICCHECK) ./...
+	$(WORKFLOWCHECK) ./...
+
+# check is lint plus what drifts unnoticed: gofmt and go.mod/go.sum.
+check: lint
+	@unformatted=$$(gofmt -l $(filter %.go,$(GO_SOURCES))); \
+	if [ -n "$$unformatted" ]; then echo "gofmt -l: these files need gofmt -w:"; echo "$$unformatted"; exit 1; fi
+	@$(GO) mod tidy -diff || { echo "go.mod/go.sum are not tidy: run go mod tidy"; exit 1; }
 
 clean:
 	rm -rf bin $(DATA_DIR)
