@@ -15,6 +15,14 @@ TEMPORAL_RELEASE  := 1.31.0
 TEMPORAL_SERVER   := $(TOOLS)/bin/temporal-server
 TEMPORAL_SQL_TOOL := $(TOOLS)/bin/temporal-sql-tool
 TEMPORAL_SCHEMA   := $(TOOLS)/temporal-schema/$(TEMPORAL_RELEASE)/postgresql/v12
+# The linters, pinned, built once into a directory named after their
+# version (so that a new pin builds anew) rather than `go run` each time.
+# staticcheck v0.8.2 is the newest release and loads every package under
+# Go 1.26.
+STATICCHECK_VERSION   := v0.8.2
+WORKFLOWCHECK_VERSION := v0.6.0
+STATICCHECK   := $(TOOLS)/staticcheck-$(STATICCHECK_VERSION)/staticcheck
+WORKFLOWCHECK := $(TOOLS)/workflowcheck-$(WORKFLOWCHECK_VERSION)/workflowcheck
 DATA_DIR      ?= $(CURDIR)/.data
 EXPORTD       := $(CURDIR)/bin/exportd
 FAKES3        := $(CURDIR)/bin/fakes3
@@ -22,7 +30,7 @@ GO_SOURCES    := $(shell find . -name '*.go' -not -path './.tools/*' -not -path 
 
 export EXPORTD_TEMPORAL_BIN := $(TEMPORAL)
 
-.PHONY: all build demo dev cluster test test-cluster test-short lint tools cluster-tools postgres clean
+.PHONY: all build demo dev cluster test test-cluster test-short lint check tools lint-tools cluster-tools postgres clean
 
 all: build
 
@@ -34,7 +42,9 @@ $(EXPORTD): $(GO_SOURCES)
 $(FAKES3): $(GO_SOURCES)
 	$(GO) build -o $@ ./cmd/fakes3
 
-tools: $(TEMPORAL)
+tools: $(TEMPORAL) lint-tools
+
+lint-tools: $(STATICCHECK) $(WORKFLOWCHECK)
 
 cluster-tools: $(TEMPORAL_SERVER) $(TEMPORAL_SQL_TOOL) $(TEMPORAL_SCHEMA)
 
@@ -56,6 +66,12 @@ $(TEMPORAL_SCHEMA):
 $(TEMPORAL):
 	@echo "building the Temporal CLI ($(TEMPORAL_CLI)) into $(TOOLS)/bin, once; this takes a few minutes"
 	GOBIN=$(TOOLS)/bin $(GO) install $(TEMPORAL_CLI)
+
+$(STATICCHECK):
+	GOBIN=$(dir $@) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+
+$(WORKFLOWCHECK):
+	GOBIN=$(dir $@) $(GO) install go.temporal.io/sdk/contrib/tools/workflowcheck@$(WORKFLOWCHECK_VERSION)
 
 # PostgreSQL's server binaries (initdb, postgres) must be on the machine:
 # Debian's package is installed when we are root, else we say what to do.
@@ -85,8 +101,9 @@ cluster: build $(FAKES3) cluster-tools postgres
 	$(EXPORTD) cluster --data-dir $(DATA_DIR) --temporal-server-bin $(TEMPORAL_SERVER) \
 		--temporal-sql-tool $(TEMPORAL_SQL_TOOL) --temporal-schema-dir $(TEMPORAL_SCHEMA) --s3-bin $(FAKES3)
 
-test: tools postgres
-	$(GO) vet ./...
+# `make test` checks first, so that what `make check` keeps true stays
+# true in CI (.ci/run runs `make test`).
+test: tools postgres check
 	$(GO) test -count=1 -timeout 20m ./...
 
 # The topology test: `exportd cluster` (as `make cluster` runs it) against
@@ -95,10 +112,16 @@ test: tools postgres
 test-cluster: tools cluster-tools postgres
 	$(GO) test -count=1 -tags cluster -timeout 10m ./e2e/cluster/
 
-lint: tools
+lint: lint-tools
 	$(GO) vet ./...
-	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
-	$(GO) run go.temporal.io/sdk/contrib/tools/workflowcheck@v0.6.0 ./...
+	$(STATICCHECK) ./...
+	$(WORKFLOWCHECK) ./...
+
+# check is lint plus what drifts unnoticed: gofmt and go.mod/go.sum.
+check: lint
+	@unformatted=$$(gofmt -l $(filter %.go,$(GO_SOURCES))); \
+	if [ -n "$$unformatted" ]; then echo "gofmt -l: these files need gofmt -w:"; echo "$$unformatted"; exit 1; fi
+	@$(GO) mod tidy -diff || { echo "go.mod/go.sum are not tidy: run go mod tidy"; exit 1; }
 
 clean:
 	rm -rf bin $(DATA_DIR)

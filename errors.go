@@ -3,6 +3,7 @@ package exportd
 import (
 	"errors"
 	"fmt"
+	"time"
 )
 
 // Error is a failure classified where it arose: a code the APIs map to
@@ -14,6 +15,13 @@ type Error struct {
 	// Message names what failed in the user's terms: the table, column
 	// and row key of unreadable data, the file that could not be stored.
 	Message string
+	// Field names the request field an invalid_request is about; "" when
+	// the request as a whole is wrong.
+	Field string
+	// RetryAfter is how long a refused client should wait before asking
+	// again (over_limit, outside_service_hours, unavailable); zero when
+	// waiting will not help.
+	RetryAfter time.Duration
 	// Permanent is set when retrying cannot succeed (a schema change,
 	// a value out of range); the export then ends at once.
 	Permanent bool
@@ -46,12 +54,17 @@ func StorageError(err error, format string, args ...any) *Error {
 	return &Error{Code: CodeStorageError, Message: fmt.Sprintf(format, args...), Err: err}
 }
 
-// ErrorCode returns the code of the first Error in err's chain, or "" when
-// err is unclassified.
+// ErrorCode returns the code of the first Error in err's chain,
+// CodeInvalidRequest for a *ValidationError, or "" when err is
+// unclassified. Callers branch on the code, never on error text.
 func ErrorCode(err error) string {
 	var e *Error
 	if errors.As(err, &e) {
 		return e.Code
+	}
+	var ve *ValidationError
+	if errors.As(err, &ve) {
+		return CodeInvalidRequest
 	}
 	return ""
 }

@@ -107,7 +107,7 @@ type Webhook struct {
 // Normalize fills defaults and validates the spec. It returns a
 // *ValidationError naming the first bad field.
 func (s *Spec) Normalize() error {
-	if s.ExportID == "" || !validID(s.ExportID) {
+	if !ValidID(s.ExportID) {
 		return &ValidationError{Field: "exportId", Reason: "must be 1-64 characters of letters, digits, '-' or '_'"}
 	}
 	if s.MerchantID == "" {
@@ -157,8 +157,10 @@ func (s *Spec) Normalize() error {
 	return nil
 }
 
-func validID(s string) bool {
-	if len(s) > 64 {
+// ValidID reports whether s can name an export: 1-64 letters, digits, '-'
+// or '_'. Anything else is refused before it is looked up anywhere.
+func ValidID(s string) bool {
+	if s == "" || len(s) > 64 {
 		return false
 	}
 	for _, r := range s {

@@ -105,12 +105,36 @@ type Failure struct {
 	Retryable bool   `json:"retryable"`
 }
 
-// Error codes carried by failures; the API maps them to problem types.
+// Error codes carried by an Error and by failures. Each API dialect maps
+// them, in one table of its own, to its HTTP status and error body.
 const (
+	// CodeInvalidRequest: the request is wrong; Error.Field names the
+	// field when one is to blame.
 	CodeInvalidRequest = "invalid_request"
-	CodeSourceError    = "source_error"
-	CodeStorageError   = "storage_error"
-	CodeInternal       = "internal"
+	// CodeUnauthorized: credentials are missing, wrong or expired.
+	CodeUnauthorized = "unauthorized"
+	// CodeNotFound: no such export, file or merchant for this app; the
+	// same answer whether or not it exists for someone else.
+	CodeNotFound = "not_found"
+	// CodeNotReady: the export has not succeeded yet, so it has no files.
+	CodeNotReady = "not_ready"
+	// CodeGone: the export expired and its files were deleted.
+	CodeGone = "gone"
+	// CodeIdempotencyConflict: an idempotency key was reused with a
+	// different request.
+	CodeIdempotencyConflict = "idempotency_conflict"
+	// CodeOverLimit: too many exports are waiting; retry after
+	// Error.RetryAfter.
+	CodeOverLimit = "over_limit"
+	// CodeOutsideHours: new exports are accepted during service hours
+	// only; they next open after Error.RetryAfter.
+	CodeOutsideHours = "outside_service_hours"
+	// CodeUnavailable: a dependency is not answering, or the request
+	// was canceled; retrying later may succeed.
+	CodeUnavailable  = "unavailable"
+	CodeSourceError  = "source_error"
+	CodeStorageError = "storage_error"
+	CodeInternal     = "internal"
 )
 
 // Duration is a time.Duration that reads and writes JSON as a Go duration

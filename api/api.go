@@ -9,12 +9,13 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"strings"
 	"time"
 
+	"github.com/exportd/exportd"
 	"github.com/exportd/exportd/api/clover"
 	"github.com/exportd/exportd/api/doshii"
 	"github.com/exportd/exportd/api/elasticpath"
+	"github.com/exportd/exportd/api/internal/httpx"
 	"github.com/exportd/exportd/exports"
 	"github.com/exportd/exportd/metrics"
 	"github.com/exportd/exportd/postgres"
@@ -45,11 +46,34 @@ type Config struct {
 type handlers struct {
 	Config
 	logger *slog.Logger
+	engine engine
+	apps   apps
+	signer *exports.Signer
+}
+
+// engine is what the native routes ask of the export engine;
+// *exports.Service implements it.
+type engine interface {
+	Create(ctx context.Context, app postgres.App, spec exportd.Spec, idemKey string) (exportd.State, bool, error)
+	Get(ctx context.Context, app postgres.App, id string) (exportd.State, error)
+	Lookup(ctx context.Context, id string) (exportd.State, error)
+	List(ctx context.Context, app postgres.App, merchantID string, phase exportd.Phase, limit int) ([]exportd.State, error)
+	Cancel(ctx context.Context, app postgres.App, id string) (exportd.State, error)
+	Extend(ctx context.Context, app postgres.App, id string, until time.Time) (exportd.State, error)
+	Files(ctx context.Context, st exportd.State, cursor string, limit int) ([]exportd.FileInfo, string, error)
+	File(ctx context.Context, st exportd.State, name string) (exportd.FileInfo, error)
+	ServeFile(w http.ResponseWriter, r *http.Request, exportID string, f exportd.FileInfo) error
+	ServeManifest(w http.ResponseWriter, r *http.Request, exportID string) error
+}
+
+// apps resolves the native API's keys; exports.Access implements it.
+type apps interface {
+	AppByAPIKey(ctx context.Context, key string) (postgres.App, error)
 }
 
 // Router returns the API's handler.
 func Router(cfg Config) http.Handler {
-	h := &handlers{Config: cfg, logger: cfg.Logger}
+	h := &handlers{Config: cfg, logger: cfg.Logger, engine: cfg.Service, apps: cfg.Service.Access, signer: cfg.Service.Signer}
 	if h.logger == nil {
 		h.logger = slog.Default()
 	}
@@ -72,9 +96,12 @@ func Router(cfg Config) http.Handler {
 	if cfg.Metrics != nil {
 		mux.Handle("/metrics", methods{"GET": serveHandler(cfg.Metrics.Handler())})
 	}
-	elasticpath.Routes(mux, elasticpath.Config{Service: cfg.Service, PublicURL: cfg.PublicURL, Logger: h.logger, Now: cfg.Now, TokenKey: cfg.TokenKey})
-	clover.Routes(mux, clover.Config{Service: cfg.Service, PublicURL: cfg.PublicURL, Logger: h.logger})
-	doshii.Routes(mux, doshii.Config{Service: cfg.Service, PublicURL: cfg.PublicURL, Logger: h.logger})
+	// Each dialect gets the engine and, for its credentials, the access
+	// store, seen through the narrow interfaces it declares.
+	svc := cfg.Service
+	elasticpath.Routes(mux, elasticpath.Config{Service: svc, Apps: svc.Access, Signer: svc.Signer, PublicURL: cfg.PublicURL, Logger: h.logger, Now: cfg.Now, TokenKey: cfg.TokenKey})
+	clover.Routes(mux, clover.Config{Service: svc, Apps: svc.Access, Signer: svc.Signer, PublicURL: cfg.PublicURL, Logger: h.logger})
+	doshii.Routes(mux, doshii.Config{Service: svc, Apps: svc.Access, PublicURL: cfg.PublicURL, Logger: h.logger})
 	mux.Handle("/", handlerFunc(func(w http.ResponseWriter, r *http.Request) error {
 		return errorf(codeNotFound, "no route for %s", r.URL.Path)
 	}))
@@ -90,16 +117,8 @@ type methods map[string]handlerFunc
 
 func (m methods) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h := requestHandlers(r)
-	f, ok := m[r.Method]
-	if !ok && r.Method == http.MethodHead {
-		f, ok = m[http.MethodGet]
-	}
+	f, _, ok := httpx.Method(w, r, m)
 	if !ok {
-		allow := make([]string, 0, len(m))
-		for k := range m {
-			allow = append(allow, k)
-		}
-		w.Header().Set("Allow", strings.Join(allow, ", "))
 		h.writeProblem(w, r, errorf(codeMethodNotAllowed, "%s is not allowed on %s", r.Method, r.URL.Path))
 		return
 	}
@@ -206,16 +225,7 @@ func (h *handlers) readyz(w http.ResponseWriter, r *http.Request) error {
 }
 
 // baseURL is the absolute URL prefix for links in responses.
-func (h *handlers) baseURL(r *http.Request) string {
-	if h.PublicURL != "" {
-		return strings.TrimRight(h.PublicURL, "/")
-	}
-	scheme := "http"
-	if r.TLS != nil {
-		scheme = "https"
-	}
-	return scheme + "://" + r.Host
-}
+func (h *handlers) baseURL(r *http.Request) string { return httpx.BaseURL(h.PublicURL, r) }
 
 func withApp(ctx context.Context, app postgres.App) context.Context {
 	if info, ok := ctx.Value(keyInfo).(*requestInfo); ok {

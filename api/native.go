@@ -7,30 +7,26 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/exportd/exportd"
+	"github.com/exportd/exportd/api/internal/httpx"
 	"github.com/exportd/exportd/exports"
 	"github.com/exportd/exportd/postgres"
-	"github.com/exportd/exportd/starter"
 )
 
 // authed resolves the API key to an app before calling next.
 func (h *handlers) authed(next handlerFunc) handlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) error {
 		key := r.Header.Get("X-API-Key")
-		if auth := r.Header.Get("Authorization"); key == "" && auth != "" {
-			scheme, token, ok := strings.Cut(auth, " ")
-			if ok && strings.EqualFold(scheme, "Bearer") {
-				key = strings.TrimSpace(token)
-			}
+		if token, ok := httpx.Bearer(r.Header.Get("Authorization")); key == "" && ok {
+			key = token
 		}
 		if key == "" {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="exportd"`)
 			return errorf(codeUnauthorized, "send an API key as 'Authorization: Bearer <key>' or 'X-API-Key: <key>'")
 		}
-		app, err := h.Service.Access.AppByAPIKey(r.Context(), key)
+		app, err := h.apps.AppByAPIKey(r.Context(), key)
 		if errors.Is(err, postgres.ErrNotFound) {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="exportd", error="invalid_token"`)
 			return errorf(codeUnauthorized, "the API key is unknown or revoked")
@@ -112,7 +108,7 @@ func (h *handlers) createExport(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	state, created, err := h.Service.Create(r.Context(), app, spec, r.Header.Get("Idempotency-Key"))
+	state, created, err := h.engine.Create(r.Context(), app, spec, r.Header.Get("Idempotency-Key"))
 	if err != nil {
 		return err
 	}
@@ -126,15 +122,15 @@ func (h *handlers) createExport(w http.ResponseWriter, r *http.Request) error {
 
 func (h *handlers) getExport(w http.ResponseWriter, r *http.Request) error {
 	app := appFrom(r.Context())
-	st, err := h.Service.Get(r.Context(), app, r.PathValue("id"))
+	st, err := h.engine.Get(r.Context(), app, r.PathValue("id"))
 	if err != nil {
 		return err
 	}
 	var page *filePage
 	if st.Phase == exportd.PhaseReady {
-		files, next, err := h.Service.Files(r.Context(), st, "", exports.InlineFiles)
+		files, next, err := h.engine.Files(r.Context(), st, "", exports.InlineFiles)
 		switch {
-		case errors.Is(err, exports.ErrGone):
+		case exportd.ErrorCode(err) == exportd.CodeGone:
 			// Purged between the describe and now: expired, not a 410
 			// for the status document itself.
 			st.Phase = exportd.PhaseExpired
@@ -156,7 +152,7 @@ type filePage struct {
 // listFiles pages through a ready export's files, in manifest order:
 // ?cursor= from the previous page's next link, ?limit= up to 1000.
 func (h *handlers) listFiles(w http.ResponseWriter, r *http.Request) error {
-	st, err := h.Service.Get(r.Context(), appFrom(r.Context()), r.PathValue("id"))
+	st, err := h.engine.Get(r.Context(), appFrom(r.Context()), r.PathValue("id"))
 	if err != nil {
 		return err
 	}
@@ -172,12 +168,12 @@ func (h *handlers) listFiles(w http.ResponseWriter, r *http.Request) error {
 	if len(cursor) > 256 {
 		return &exportd.ValidationError{Field: "cursor", Reason: "is not a cursor this export's file listing gave"}
 	}
-	files, next, err := h.Service.Files(r.Context(), st, cursor, limit)
+	files, next, err := h.engine.Files(r.Context(), st, cursor, limit)
 	if err != nil {
 		return err
 	}
 	base := h.baseURL(r) + "/v1/exports/" + st.Spec.ExportID
-	doc := filesDoc{Files: fileDocs(base, h.Service.Signer, st, files), Links: map[string]string{"export": base}}
+	doc := filesDoc{Files: fileDocs(base, h.signer, st, files), Links: map[string]string{"export": base}}
 	if next != "" {
 		doc.Links["next"] = base + "/files?" + url.Values{"cursor": {next}, "limit": {strconv.Itoa(limit)}}.Encode()
 	}
@@ -191,7 +187,7 @@ type filesDoc struct {
 }
 
 func (h *handlers) deleteExport(w http.ResponseWriter, r *http.Request) error {
-	st, err := h.Service.Cancel(r.Context(), appFrom(r.Context()), r.PathValue("id"))
+	st, err := h.engine.Cancel(r.Context(), appFrom(r.Context()), r.PathValue("id"))
 	if err != nil {
 		return err
 	}
@@ -216,7 +212,7 @@ func (h *handlers) patchExport(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	st, err := h.Service.Extend(r.Context(), appFrom(r.Context()), r.PathValue("id"), until)
+	st, err := h.engine.Extend(r.Context(), appFrom(r.Context()), r.PathValue("id"), until)
 	if err != nil {
 		return err
 	}
@@ -245,7 +241,7 @@ func (h *handlers) listExports(w http.ResponseWriter, r *http.Request) error {
 		}
 		limit = n
 	}
-	states, err := h.Service.List(r.Context(), appFrom(r.Context()), merchant, phase, limit)
+	states, err := h.engine.List(r.Context(), appFrom(r.Context()), merchant, phase, limit)
 	if err != nil {
 		return err
 	}
@@ -266,52 +262,49 @@ func phaseOfStatus(s string) (exportd.Phase, bool) {
 }
 
 func (h *handlers) getManifest(w http.ResponseWriter, r *http.Request) error {
-	st, err := h.Service.Get(r.Context(), appFrom(r.Context()), r.PathValue("id"))
+	st, err := h.engine.Get(r.Context(), appFrom(r.Context()), r.PathValue("id"))
 	if err != nil {
 		return err
 	}
 	if err := exports.Ready(st); err != nil {
 		return err
 	}
-	return h.Service.ServeManifest(w, r, st.Spec.ExportID)
+	return h.engine.ServeManifest(w, r, st.Spec.ExportID)
 }
 
 // getFile serves a file to its app, or to anyone holding a signed URL.
 func (h *handlers) getFile(w http.ResponseWriter, r *http.Request) error {
 	id, name := r.PathValue("id"), r.PathValue("name")
 	if r.URL.Query().Has("signature") {
-		if h.Service.Signer == nil || !exports.ValidID(id) {
+		if h.signer == nil || !exportd.ValidID(id) {
 			return errorf(codeNotFound, "export %q not found", id)
 		}
-		if err := h.Service.Signer.Verify(id, name, r.URL.Query()); err != nil {
+		if err := h.signer.Verify(id, name, r.URL.Query()); err != nil {
 			if errors.Is(err, exports.ErrExpiredURL) {
 				return errorf(codeGone, "this signed URL has expired")
 			}
 			return errorf(codeUnauthorized, "the URL signature is invalid")
 		}
-		st, err := starter.Describe(r.Context(), h.Service.Temporal, id)
-		if errors.Is(err, starter.ErrNotFound) {
-			return errorf(codeNotFound, "export %q not found", id)
-		}
+		st, err := h.engine.Lookup(r.Context(), id)
 		if err != nil {
 			return err
 		}
-		f, err := h.Service.File(r.Context(), st, name)
+		f, err := h.engine.File(r.Context(), st, name)
 		if err != nil {
 			return err
 		}
-		return h.Service.ServeFile(w, r, id, f)
+		return h.engine.ServeFile(w, r, id, f)
 	}
 	return h.authed(func(w http.ResponseWriter, r *http.Request) error {
-		st, err := h.Service.Get(r.Context(), appFrom(r.Context()), id)
+		st, err := h.engine.Get(r.Context(), appFrom(r.Context()), id)
 		if err != nil {
 			return err
 		}
-		f, err := h.Service.File(r.Context(), st, name)
+		f, err := h.engine.File(r.Context(), st, name)
 		if err != nil {
 			return err
 		}
-		return h.Service.ServeFile(w, r, id, f)
+		return h.engine.ServeFile(w, r, id, f)
 	})(w, r)
 }
 
@@ -361,7 +354,7 @@ type fileDoc struct {
 }
 
 func (h *handlers) document(r *http.Request, s exportd.State, page *filePage) exportDoc {
-	return documentOf(h.baseURL(r), h.Service.Signer, s, page)
+	return documentOf(h.baseURL(r), h.signer, s, page)
 }
 
 // documentOf builds the native status document; base is the API's

@@ -6,12 +6,11 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/exportd/exportd"
-	"github.com/exportd/exportd/exports"
+	"github.com/exportd/exportd/api/internal/httpx"
 )
 
 // Problem is an RFC 9457 problem detail, the native API's error format.
@@ -79,39 +78,39 @@ func errorf(code, format string, args ...any) *apiError {
 	return &apiError{code: code, detail: fmt.Sprintf(format, args...)}
 }
 
-// writeProblem writes err as application/problem+json. Errors that are not
-// *apiError are internal: logged in full, shown as a request id only.
+// engineProblems is the native API's table of error codes (the engine's,
+// and httpx's for the HTTP layer) to problem codes; problems gives each
+// its status and title. A code missing here is internal.
+var engineProblems = map[string]string{
+	exportd.CodeInvalidRequest:      codeInvalidRequest,
+	exportd.CodeUnauthorized:        codeUnauthorized,
+	exportd.CodeNotFound:            codeNotFound,
+	exportd.CodeNotReady:            codeNotReady,
+	exportd.CodeGone:                codeGone,
+	exportd.CodeIdempotencyConflict: codeIdempotency,
+	exportd.CodeOverLimit:           codeTooMany,
+	exportd.CodeOutsideHours:        codeOutsideHours,
+	exportd.CodeUnavailable:         codeUnavailable,
+	httpx.CodeTooLarge:              codeTooLarge,
+	httpx.CodeMethodNotAllowed:      codeMethodNotAllowed,
+}
+
+// writeProblem writes err as application/problem+json. Errors that are
+// neither *apiError nor classified (httpx.Classify) are internal: logged
+// in full, shown as a request id only.
 func (h *handlers) writeProblem(w http.ResponseWriter, r *http.Request, err error) {
 	var ae *apiError
 	if !errors.As(err, &ae) {
-		var ve *exportd.ValidationError
-		var mbe *http.MaxBytesError
-		var le *exports.LimitError
-		var he *exports.ServiceHoursError
-		switch {
-		case errors.As(err, &le):
-			w.Header().Set("Retry-After", retryAfter(le.RetryAfter))
-			ae = errorf(codeTooMany, "%s", le.Error())
-		case errors.As(err, &he):
-			w.Header().Set("Retry-After", retryAfter(he.RetryAfter))
-			ae = errorf(codeOutsideHours, "new exports are accepted during service hours only: %s", he.Hours)
-		case errors.Is(err, exports.ErrNotFound):
-			ae = errorf(codeNotFound, "%s", notFoundDetail(r, err))
-		case errors.Is(err, exports.ErrNotReady):
-			ae = errorf(codeNotReady, "the export has not succeeded yet; files are available once it has")
-		case errors.Is(err, exports.ErrGone):
-			ae = errorf(codeGone, "the export expired and its files were deleted")
-		case errors.Is(err, exports.ErrIdempotency):
-			ae = errorf(codeIdempotency, "%s", err.Error())
-		case errors.As(err, &ve):
-			ae = &apiError{code: codeInvalidRequest, detail: ve.Error(), field: ve.Field}
-		case errors.As(err, &mbe):
-			ae = errorf(codeTooLarge, "the request body is larger than %d bytes", mbe.Limit)
-		case errors.Is(err, r.Context().Err()) && r.Context().Err() != nil:
-			ae = errorf(codeUnavailable, "the request was canceled or timed out")
-		default:
+		e := httpx.Classify(r, err)
+		code, ok := engineProblems[e.Code]
+		if !ok {
 			h.logger.ErrorContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path, "error", err, "request_id", requestID(r))
 			ae = errorf(codeInternal, "an internal error occurred; quote request id %s when reporting it", requestID(r))
+		} else {
+			ae = &apiError{code: code, detail: e.Message, field: e.Field}
+			if e.RetryAfter > 0 {
+				w.Header().Set("Retry-After", httpx.RetryAfter(e.RetryAfter))
+			}
 		}
 	}
 	p, ok := problems[ae.code]
@@ -128,20 +127,6 @@ func (h *handlers) writeProblem(w http.ResponseWriter, r *http.Request, err erro
 		Type: problemType(ae.code), Title: p.title, Status: p.status, Detail: ae.detail,
 		Instance: r.URL.Path, Code: ae.code, Field: ae.field, RequestID: requestID(r),
 	})
-}
-
-// retryAfter formats a Retry-After header in whole seconds, at least 1.
-func retryAfter(d time.Duration) string {
-	return strconv.Itoa(max(1, int(d.Round(time.Second)/time.Second)))
-}
-
-// notFoundDetail names what was not found without saying whether it
-// exists for someone else.
-func notFoundDetail(r *http.Request, err error) string {
-	if id := r.PathValue("id"); id != "" && !strings.HasPrefix(err.Error(), "merchant") && !strings.HasPrefix(err.Error(), "file") {
-		return fmt.Sprintf("export %q not found", id)
-	}
-	return err.Error()
 }
 
 // decodeJSON reads a JSON body into v, turning the decoder's errors into

@@ -1,6 +1,7 @@
-// Package bench holds the measuring instruments of `exportd bench` (SPEC
-// section 9): process probes read from /proc, the HTTP load generator, the
-// PostgreSQL COPY limit, and the summary it reports.
+// Package bench holds the measuring instruments of `exportd bench`
+// (throughput, memory and CPU under load): process probes read from
+// /proc, the HTTP load generator, the PostgreSQL COPY limit, and the
+// summary it reports.
 package bench
 
 import (

@@ -62,8 +62,8 @@ type RunSummary struct {
 	PeakRSSMiB   float64 `json:"peak_rss_mib"`
 }
 
-// Summary is the bench's result line, SPEC section 9 and the issue's
-// shape: medians over the repeats.
+// Summary is the bench's result line, in the shape the benchmark issue
+// asks for: medians over the repeats.
 type Summary struct {
 	Rows  int64                 `json:"rows"`
 	Limit Rate                  `json:"limit"`

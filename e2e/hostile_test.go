@@ -342,7 +342,7 @@ func hostileRequests(a, b devApp, tok, own, theirs string) []hostile {
 		"{\"merchantId\": \"\xff\xfe\", \"dataset\": \"orders\", \"start\": \"2025-03-01T00:00:00Z\", \"end\": \"2025-03-02T00:00:00Z\"}",
 		"{\"merchantId\": \"a\x00b\"}",
 		`{"merchantId": "' OR 1=1 --", "dataset": "orders", "start": "2025-03-01T00:00:00Z", "end": "2025-03-02T00:00:00Z"}`,
-		`{"merchantId": "üñíçødé 😀 ‮", "dataset": "orders", "start": "2025-03-01T00:00:00Z", "end": "2025-03-02T00:00:00Z"}`,
+		`{"merchantId": "üñíçødé 😀 ` + "\u202e" + `", "dataset": "orders", "start": "2025-03-01T00:00:00Z", "end": "2025-03-02T00:00:00Z"}`,
 		`{"merchantId": "../../../etc/passwd", "dataset": "orders", "start": "2025-03-01T00:00:00Z", "end": "2025-03-02T00:00:00Z"}`,
 		`{"availableUntil": 1e309}`, `{"availableUntil": "9999-12-31T23:59:59Z"}`, `{"availableUntil": "' OR 1=1 --"}`,
 		`{"type": 1, "startTime": {}, "endTime": []}`, `{"type": "ORDERS", "startTime": 1e309, "endTime": 9223372036854775808}`,

@@ -30,23 +30,19 @@ import (
 	"github.com/exportd/exportd/webhook"
 )
 
-// Errors a dialect maps to its own status codes and documents. A
-// *exportd.ValidationError is returned for bad requests.
-var (
-	ErrNotFound    = errors.New("not found")
-	ErrNotReady    = errors.New("export not ready")
-	ErrGone        = errors.New("export expired")
-	ErrIdempotency = errors.New("idempotency key reused with a different request")
-)
+// Refusals are *exportd.Error values whose Code a dialect maps to its
+// own status and body (exportd.CodeNotFound, CodeNotReady, CodeGone,
+// CodeIdempotencyConflict, CodeOverLimit, CodeOutsideHours); a bad
+// request is a *exportd.ValidationError, whose code is
+// exportd.CodeInvalidRequest.
 
-// Access is what the engine needs to know about apps and merchants;
-// *postgres.Access implements it.
+// Access is what the engine and its dialects need to know about apps and
+// merchants; *postgres.Access implements it. The engine itself calls only
+// Installed; each dialect declares the few methods it calls and is given
+// this Access at wiring time.
 type Access interface {
 	AppByAPIKey(ctx context.Context, key string) (postgres.App, error)
 	Installed(ctx context.Context, appID, merchantID string) (bool, error)
-	// AppByClientID returns an app with its client secret in the clear,
-	// for dialects that verify HMACs or JWTs made with it.
-	AppByClientID(ctx context.Context, clientID string) (postgres.AppCredentials, error)
 	// VerifyClientSecret checks a client id and secret in constant time.
 	VerifyClientSecret(ctx context.Context, clientID, secret string) (postgres.App, error)
 	// InstalledMerchants lists the merchants that installed an app, by id,
@@ -95,9 +91,12 @@ type Service struct {
 type Queue interface {
 	Enqueue(ctx context.Context, exportID, merchantID string, at time.Time, limit int) (bool, int, error)
 	Release(ctx context.Context, exportID string, l postgres.Limits) ([]string, error)
-	Waiting(ctx context.Context) (int, error)
 	Position(ctx context.Context, exportID string) (int, error)
 }
+
+// ServiceHours describes when new exports are accepted, for dialects
+// that name the hours in a refusal.
+func (s *Service) ServiceHours() string { return s.Hours.String() }
 
 func (s *Service) now() time.Time {
 	if s.Now != nil {
@@ -109,7 +108,7 @@ func (s *Service) now() time.Time {
 // Create starts an export of spec for app. With an idempotency key the
 // export id is derived from app and key: the same key and request return
 // the existing export (created is false), the same key with another
-// request is ErrIdempotency.
+// request is an exportd.CodeIdempotencyConflict error.
 func (s *Service) Create(ctx context.Context, app postgres.App, spec exportd.Spec, idemKey string) (state exportd.State, created bool, err error) {
 	spec.AppID = app.ID
 	spec.ExportID = starter.NewID()
@@ -130,7 +129,8 @@ func (s *Service) Create(ctx context.Context, app postgres.App, spec exportd.Spe
 	}
 	now := s.now()
 	if !s.Hours.Open(now) {
-		return exportd.State{}, false, &ServiceHoursError{Hours: s.Hours.String(), RetryAfter: s.Hours.Until(now)}
+		return exportd.State{}, false, &exportd.Error{Code: exportd.CodeOutsideHours, RetryAfter: s.Hours.Until(now),
+			Message: "exports are accepted only during service hours: " + s.Hours.String()}
 	}
 	if err := s.admit(ctx, spec, now); err != nil {
 		return exportd.State{}, false, err
@@ -145,7 +145,8 @@ func (s *Service) Create(ctx context.Context, app postgres.App, spec exportd.Spe
 			return exportd.State{}, false, fmt.Errorf("error reading the export of an idempotency key: %w", err)
 		}
 		if !SameRequest(prev.Spec, spec) {
-			return exportd.State{}, false, fmt.Errorf("%w (export %s)", ErrIdempotency, spec.ExportID)
+			return exportd.State{}, false, exportd.Errorf(exportd.CodeIdempotencyConflict,
+				"idempotency key reused with a different request (export %s)", spec.ExportID)
 		}
 		return prev, false, nil
 	}
@@ -182,10 +183,15 @@ func (s *Service) admit(ctx context.Context, spec exportd.Spec, now time.Time) e
 		return err
 	}
 	if !ok {
-		return &LimitError{Reason: fmt.Sprintf("%d exports are already waiting to run", waiting), RetryAfter: 30 * time.Second}
+		return &exportd.Error{Code: exportd.CodeOverLimit, RetryAfter: queueRetryAfter,
+			Message: fmt.Sprintf("%d exports are already waiting to run; retry after %s", waiting, queueRetryAfter)}
 	}
 	return nil
 }
+
+// queueRetryAfter is how long a client refused by a full queue is asked
+// to wait.
+const queueRetryAfter = 30 * time.Second
 
 // unqueueTimeout bounds the compensating release after a failed start.
 const unqueueTimeout = 10 * time.Second
@@ -232,7 +238,7 @@ func withoutTimes(s exportd.Spec) exportd.Spec {
 	return s
 }
 
-// checkMerchant is ErrNotFound for a merchant the app has no install for,
+// checkMerchant is exportd.CodeNotFound for a merchant the app has no install for,
 // the same answer as for one that does not exist, so tenants cannot probe.
 func (s *Service) checkMerchant(ctx context.Context, appID, merchantID string) error {
 	ok, err := s.Access.Installed(ctx, appID, merchantID)
@@ -240,30 +246,25 @@ func (s *Service) checkMerchant(ctx context.Context, appID, merchantID string) e
 		return fmt.Errorf("error checking install: %w", err)
 	}
 	if !ok {
-		return fmt.Errorf("merchant %q: %w", merchantID, ErrNotFound)
+		return exportd.Errorf(exportd.CodeNotFound, "merchant %q not found", merchantID)
 	}
 	return nil
 }
 
-// CheckMerchant is ErrNotFound unless the merchant installed the app.
+// CheckMerchant is exportd.CodeNotFound unless the merchant installed the app.
 func (s *Service) CheckMerchant(ctx context.Context, app postgres.App, merchantID string) error {
 	return s.checkMerchant(ctx, app.ID, merchantID)
 }
 
-// Get returns an export the app may see; any other is ErrNotFound.
+// Get returns an export the app may see; any other is
+// exportd.CodeNotFound.
 func (s *Service) Get(ctx context.Context, app postgres.App, id string) (exportd.State, error) {
-	if !ValidID(id) {
-		return exportd.State{}, ErrNotFound
-	}
-	st, err := s.describe(ctx, id)
-	if errors.Is(err, starter.ErrNotFound) {
-		return exportd.State{}, ErrNotFound
-	}
+	st, err := s.Lookup(ctx, id)
 	if err != nil {
 		return exportd.State{}, err
 	}
 	if !s.visible(ctx, app, st) {
-		return exportd.State{}, ErrNotFound
+		return exportd.State{}, notFound(id)
 	}
 	if st.Phase == exportd.PhaseQueued && s.Queue != nil {
 		// Fresher than the memo, which changes only when the workflow
@@ -273,6 +274,24 @@ func (s *Service) Get(ctx context.Context, app postgres.App, id string) (exportd
 		}
 	}
 	return st, nil
+}
+
+// Lookup returns any export by id, whoever may see it, for a caller that
+// has authorized the request otherwise (a signed URL); an export that
+// does not exist is exportd.CodeNotFound.
+func (s *Service) Lookup(ctx context.Context, id string) (exportd.State, error) {
+	if !exportd.ValidID(id) {
+		return exportd.State{}, notFound(id)
+	}
+	st, err := s.describe(ctx, id)
+	if errors.Is(err, starter.ErrNotFound) {
+		return exportd.State{}, notFound(id)
+	}
+	return st, err
+}
+
+func notFound(id string) *exportd.Error {
+	return exportd.Errorf(exportd.CodeNotFound, "export %q not found", id)
 }
 
 // visible: an app sees its own exports, and those started outside the API
@@ -336,18 +355,24 @@ func (s *Service) List(ctx context.Context, app postgres.App, merchantID string,
 	return out, nil
 }
 
-// Ready is nil for a READY export, ErrGone for an expired one, ErrNotFound
-// for one that ended without files, and ErrNotReady otherwise.
+// Ready is nil for a READY export, and otherwise an exportd.Error coded
+// CodeGone for an expired one, CodeNotFound for one that ended without
+// files, and CodeNotReady for one still on its way.
 func Ready(st exportd.State) error {
+	id := st.Spec.ExportID
 	switch {
 	case st.Phase == exportd.PhaseReady:
 		return nil
 	case st.Phase == exportd.PhaseExpired:
-		return ErrGone
+		return gone(id)
 	case st.Phase.Final():
-		return ErrNotFound
+		return exportd.Errorf(exportd.CodeNotFound, "export %q has no files: it %s", id, st.Phase.Status())
 	}
-	return ErrNotReady
+	return exportd.Errorf(exportd.CodeNotReady, "export %q has not succeeded yet; files are available once it has", id)
+}
+
+func gone(id string) *exportd.Error {
+	return exportd.Errorf(exportd.CodeGone, "export %q expired and its files were deleted", id)
 }
 
 // Manifest reads a ready export's manifest.
@@ -355,7 +380,7 @@ func (s *Service) Manifest(ctx context.Context, exportID string) (exportd.Manife
 	var m exportd.Manifest
 	obj, err := s.Store.Open(ctx, exportID+"/"+exportd.ManifestName)
 	if errors.Is(err, blob.ErrNotFound) || errors.Is(err, blob.ErrInvalidKey) {
-		return m, ErrGone
+		return m, gone(exportID)
 	}
 	if err != nil {
 		return m, fmt.Errorf("error opening manifest: %w", err)
@@ -370,18 +395,19 @@ func (s *Service) Manifest(ctx context.Context, exportID string) (exportd.Manife
 // ServeFile streams a file of an export with Range, ETag (its sha256) and
 // Content-Length, through http.ServeContent.
 func (s *Service) ServeFile(w http.ResponseWriter, r *http.Request, exportID string, f exportd.FileInfo) error {
-	return s.serve(w, r, exportID+"/"+f.Name, ContentType(f.Format), f.SHA256)
+	return s.serve(w, r, exportID, f.Name, ContentType(f.Format), f.SHA256)
 }
 
 // ServeManifest streams an export's manifest.json.
 func (s *Service) ServeManifest(w http.ResponseWriter, r *http.Request, exportID string) error {
-	return s.serve(w, r, exportID+"/"+exportd.ManifestName, "application/json", "")
+	return s.serve(w, r, exportID, exportd.ManifestName, "application/json", "")
 }
 
-func (s *Service) serve(w http.ResponseWriter, r *http.Request, key, ctype, sha string) error {
+func (s *Service) serve(w http.ResponseWriter, r *http.Request, exportID, name, ctype, sha string) error {
+	key := exportID + "/" + name
 	obj, err := s.Store.Open(r.Context(), key)
 	if errors.Is(err, blob.ErrNotFound) || errors.Is(err, blob.ErrInvalidKey) {
-		return ErrGone
+		return gone(exportID)
 	}
 	if err != nil {
 		return fmt.Errorf("error opening %s: %w", key, err)
@@ -451,18 +477,4 @@ var idEncoding = base32.StdEncoding.WithPadding(base32.NoPadding)
 func IdempotentID(appID, key string) string {
 	sum := sha256.Sum256([]byte(appID + "\x00" + key))
 	return "k" + strings.ToLower(idEncoding.EncodeToString(sum[:15]))
-}
-
-// ValidID reports whether id can name an export; anything else is not
-// looked up at all.
-func ValidID(id string) bool {
-	if id == "" || len(id) > 64 {
-		return false
-	}
-	for _, r := range id {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
-			return false
-		}
-	}
-	return true
 }

@@ -3,7 +3,6 @@ package exports
 import (
 	"context"
 	"errors"
-	"fmt"
 	"strconv"
 
 	"github.com/exportd/exportd"
@@ -107,7 +106,7 @@ func (s *Service) File(ctx context.Context, st exportd.State, name string) (expo
 	id := st.Spec.ExportID
 	if len(name) > 255 || !blob.ValidKey(id+"/"+name) {
 		// Never a name the export wrote; nor one to send to a database.
-		return exportd.FileInfo{}, fmt.Errorf("file %q: %w", name, ErrNotFound)
+		return exportd.FileInfo{}, fileNotFound(name)
 	}
 	indexed, err := s.indexed(ctx, id)
 	if err != nil {
@@ -116,7 +115,7 @@ func (s *Service) File(ctx context.Context, st exportd.State, name string) (expo
 	if indexed {
 		f, err := s.Index.File(ctx, id, name)
 		if errors.Is(err, postgres.ErrFileNotFound) {
-			return f, fmt.Errorf("file %q: %w", name, ErrNotFound)
+			return f, fileNotFound(name)
 		}
 		return f, err
 	}
@@ -129,5 +128,9 @@ func (s *Service) File(ctx context.Context, st exportd.State, name string) (expo
 			return f, nil
 		}
 	}
-	return exportd.FileInfo{}, fmt.Errorf("file %q: %w", name, ErrNotFound)
+	return exportd.FileInfo{}, fileNotFound(name)
+}
+
+func fileNotFound(name string) *exportd.Error {
+	return exportd.Errorf(exportd.CodeNotFound, "file %q not found", name)
 }

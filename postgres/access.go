@@ -226,8 +226,8 @@ func (a *Access) InstalledMerchants(ctx context.Context, appID string) ([]string
 	return ids, nil
 }
 
-// AppByClientID returns an app with its secret in the clear, for dialects
-// that verify HMACs or JWTs made with it; ErrNotFound when unknown.
+// AppByClientID returns an app with its secret in the clear, as
+// VerifyClientSecret needs it; ErrNotFound when unknown.
 func (a *Access) AppByClientID(ctx context.Context, clientID string) (AppCredentials, error) {
 	return a.credentials(ctx, "client_id", clientID)
 }

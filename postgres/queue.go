@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -126,7 +127,11 @@ func (q *Queue) TryAcquire(ctx context.Context, exportID, merchantID string, enq
 		if err != nil {
 			return err
 		}
-		if pos := indexOf(next, exportID); pos >= 0 && (l.Global == 0 || pos < freeGlobal(ctx, tx, l)) {
+		free, err := freeGlobal(ctx, tx, l)
+		if err != nil {
+			return err
+		}
+		if pos := slices.Index(next, exportID); pos >= 0 && (l.Global == 0 || pos < free) {
 			_, err := tx.Exec(ctx, "UPDATE export_queue SET acquired_at = now(), lease_until = now() + $2::interval WHERE export_id = $1",
 				exportID, leaseArg(l))
 			adm.Acquired = err == nil
@@ -176,7 +181,11 @@ func (q *Queue) remove(ctx context.Context, l Limits, del string, args ...any) (
 		}
 		n := len(all)
 		if l.Global > 0 {
-			n = min(n, freeGlobal(ctx, tx, l))
+			free, err := freeGlobal(ctx, tx, l)
+			if err != nil {
+				return err
+			}
+			n = min(n, free)
 		}
 		next = all[:max(n, 0)]
 		return nil
@@ -214,13 +223,18 @@ func eligible(ctx context.Context, tx pgx.Tx, l Limits, limit int) ([]string, er
 	return out, rows.Err()
 }
 
-// freeGlobal is how many more exports may run under the global cap.
-func freeGlobal(ctx context.Context, tx pgx.Tx, l Limits) int {
+// freeGlobal is how many more exports may run under the global cap; a
+// failed count is an error, never a cap of zero that would stall the queue
+// without a word.
+func freeGlobal(ctx context.Context, tx pgx.Tx, l Limits) (int, error) {
+	if l.Global == 0 {
+		return 0, nil // no cap; callers do not read it
+	}
 	var running int
 	if err := tx.QueryRow(ctx, "SELECT count(*) FROM export_queue WHERE acquired_at IS NOT NULL").Scan(&running); err != nil {
-		return 0
+		return 0, fmt.Errorf("error counting running exports: %w", err)
 	}
-	return l.Global - running
+	return l.Global - running, nil
 }
 
 // expireLeases frees slots whose lease ran out. A slot acquired by a
@@ -242,13 +256,4 @@ func leaseArg(l Limits) any {
 		return nil
 	}
 	return l.Lease
-}
-
-func indexOf(ids []string, id string) int {
-	for i, v := range ids {
-		if v == id {
-			return i
-		}
-	}
-	return -1
 }

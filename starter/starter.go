@@ -1,7 +1,7 @@
 // Package starter starts and reads exports through Temporal. The HTTP API
 // uses it, and so can any Go service that wants exports without HTTP:
 // StartExport, Wait with progress callbacks, then Download and Verify the
-// files against their manifest (SPEC section 8).
+// files against their manifest (sizes and sha256).
 package starter
 
 import (

@@ -20,7 +20,8 @@
 //   - Files hold at most 1000 objects ({"elements": [...]}, package
 //     format/cloverjson); their URLs are absolute, signed and work with a
 //     plain GET until availableUntil, 24 hours after the export finished.
-//   - Too many exports, or outside service hours: 503 with a message.
+//   - Too many exports, or outside service hours: 503 with a message and
+//     Retry-After.
 //
 // Choices where Clover is silent:
 //   - Statuses: QUEUED is PENDING, EXPORTING IN_PROGRESS, READY DONE and
@@ -33,9 +34,16 @@
 //     export docs name no list and no delete; DELETE is 405 here.
 //   - Exports made through another API (without the clover-json format) do
 //     not exist in this dialect: 404.
-//   - Errors are {"message": "..."}, the shape of Clover's REST errors.
-//     Auth failures are 401; a merchant that did not install the app, and
-//     another app's export, are 404, never 403.
+//   - Errors are {"message": "..."}, the shape of Clover's REST errors,
+//     with the status given by the table in errors.go. Auth failures are
+//     401; a merchant that did not install the app, and another app's
+//     export, are 404, never 403. A wrong method is 405 with Allow.
+//   - Clover documents no error for an export that is not DONE yet, one
+//     whose files expired, or an idempotency conflict: no route of this
+//     dialect serves files or takes an Idempotency-Key, so none of them
+//     arises today. Should the engine report one, Clover's own vocabulary
+//     answers: 404 for not-DONE and expired (the export has no files, as a
+//     client that reads exportUrls sees them), 409 for a conflict.
 package clover
 
 import (
@@ -44,18 +52,40 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"sort"
 	"strings"
 	"time"
 
+	"github.com/exportd/exportd"
+	"github.com/exportd/exportd/api/internal/httpx"
 	"github.com/exportd/exportd/exports"
 	"github.com/exportd/exportd/postgres"
 )
 
+// Engine is what the dialect asks of the export engine; *exports.Service
+// implements it.
+type Engine interface {
+	Create(ctx context.Context, app postgres.App, spec exportd.Spec, idemKey string) (exportd.State, bool, error)
+	Get(ctx context.Context, app postgres.App, id string) (exportd.State, error)
+	List(ctx context.Context, app postgres.App, merchantID string, phase exportd.Phase, limit int) ([]exportd.State, error)
+	CheckMerchant(ctx context.Context, app postgres.App, merchantID string) error
+	Manifest(ctx context.Context, exportID string) (exportd.Manifest, error)
+}
+
+// Apps resolves access tokens, which are exportd API keys;
+// exports.Access implements it.
+type Apps interface {
+	AppByAPIKey(ctx context.Context, key string) (postgres.App, error)
+}
+
 // Config holds the dialect's dependencies.
 type Config struct {
 	// Service is the export engine the routes map onto.
-	Service *exports.Service
+	Service Engine
+	// Apps resolves access tokens to apps.
+	Apps Apps
+	// Signer signs the download URLs of DONE exports; nil leaves DONE
+	// exports without usable URLs, an internal error.
+	Signer *exports.Signer
 	// PublicURL is the externally visible base URL of download links; empty
 	// means derived from each request's Host.
 	PublicURL string
@@ -121,17 +151,9 @@ type methods struct {
 func (m methods) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	f := m.fallback
 	if f == nil {
+		var allow []string
 		var ok bool
-		if f, ok = m.m[r.Method]; !ok && r.Method == http.MethodHead {
-			f, ok = m.m[http.MethodGet]
-		}
-		if !ok {
-			allow := make([]string, 0, len(m.m))
-			for k := range m.m {
-				allow = append(allow, k)
-			}
-			sort.Strings(allow)
-			w.Header().Set("Allow", strings.Join(allow, ", "))
+		if f, allow, ok = httpx.Method(w, r, m.m); !ok {
 			m.h.writeError(w, r, &apiError{status: http.StatusMethodNotAllowed,
 				message: fmt.Sprintf("405 Method Not Allowed: %s is not allowed here; use %s", r.Method, strings.Join(allow, " or "))})
 			return
@@ -150,14 +172,14 @@ const keyApp ctxKey = iota
 // checks that the merchant in the path installed it, before calling next.
 func (h *handlers) authed(next handlerFunc) handlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) error {
-		token := bearer(r.Header.Get("Authorization"))
-		if token == "" {
+		token, ok := httpx.Bearer(r.Header.Get("Authorization"))
+		if !ok {
 			token = r.URL.Query().Get("access_token")
 		}
 		if token == "" {
 			return errUnauthorized
 		}
-		app, err := h.Service.Access.AppByAPIKey(r.Context(), token)
+		app, err := h.Apps.AppByAPIKey(r.Context(), token)
 		if errors.Is(err, postgres.ErrNotFound) {
 			return errUnauthorized
 		}
@@ -171,28 +193,10 @@ func (h *handlers) authed(next handlerFunc) handlerFunc {
 	}
 }
 
-// bearer returns the token of an "Authorization: Bearer <token>" header.
-func bearer(auth string) string {
-	scheme, token, ok := strings.Cut(auth, " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") {
-		return ""
-	}
-	return strings.TrimSpace(token)
-}
-
 func appFrom(ctx context.Context) postgres.App {
 	app, _ := ctx.Value(keyApp).(postgres.App)
 	return app
 }
 
 // baseURL is the absolute URL prefix of download links.
-func (h *handlers) baseURL(r *http.Request) string {
-	if h.PublicURL != "" {
-		return strings.TrimRight(h.PublicURL, "/")
-	}
-	scheme := "http"
-	if r.TLS != nil {
-		scheme = "https"
-	}
-	return scheme + "://" + r.Host
-}
+func (h *handlers) baseURL(r *http.Request) string { return httpx.BaseURL(h.PublicURL, r) }

@@ -4,13 +4,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/exportd/exportd"
-	"github.com/exportd/exportd/exports"
+	"github.com/exportd/exportd/api/internal/httpx"
 )
 
 // Error is the body of every error response: Clover's REST API answers
@@ -38,38 +36,48 @@ var (
 	errNotFound = &apiError{status: http.StatusNotFound, message: "404 Not Found"}
 )
 
+// engineErrors is the dialect's table of error codes (the engine's, and
+// httpx's for the HTTP layer) to Clover's statuses and messages; a code
+// missing here is internal. The message names the status first, as
+// Clover's do.
+var engineErrors = map[string]struct {
+	status  int
+	message func(e *exportd.Error) string
+}{
+	exportd.CodeInvalidRequest: {http.StatusBadRequest, func(e *exportd.Error) string { return e.Message }},
+	exportd.CodeUnauthorized:   {http.StatusUnauthorized, func(*exportd.Error) string { return errUnauthorized.message }},
+	exportd.CodeNotFound:       {http.StatusNotFound, func(*exportd.Error) string { return errNotFound.message }},
+	exportd.CodeNotReady: {http.StatusNotFound, func(*exportd.Error) string {
+		return "404 Not Found: the export is not DONE yet; its exportUrls are listed once it is"
+	}},
+	exportd.CodeGone: {http.StatusNotFound, func(*exportd.Error) string {
+		return "404 Not Found: the export's files have expired and were deleted"
+	}},
+	exportd.CodeIdempotencyConflict: {http.StatusConflict, func(e *exportd.Error) string { return "409 Conflict: " + e.Message }},
+	exportd.CodeOverLimit: {http.StatusServiceUnavailable, func(e *exportd.Error) string {
+		return "503 Service Unavailable: too many exports are running; wait for yours to finish and retry (" + e.Message + ")"
+	}},
+	exportd.CodeOutsideHours: {http.StatusServiceUnavailable, func(e *exportd.Error) string { return "503 Service Unavailable: " + e.Message }},
+	exportd.CodeUnavailable:  {http.StatusServiceUnavailable, func(e *exportd.Error) string { return "503 Service Unavailable: " + e.Message }},
+	httpx.CodeTooLarge:       {http.StatusRequestEntityTooLarge, func(e *exportd.Error) string { return e.Message }},
+}
+
 // writeError writes err in Clover's error shape. Errors the client cannot
 // act on are logged in full and answered with a generic 500; the log line
 // has the path but never the query, which may hold an access token.
 func (h *handlers) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	var ae *apiError
 	if !errors.As(err, &ae) {
-		var ve *exportd.ValidationError
-		var le *exports.LimitError
-		var she *exports.ServiceHoursError
-		var mbe *http.MaxBytesError
-		switch {
-		case errors.Is(err, exports.ErrNotFound):
-			ae = errNotFound
-		case errors.As(err, &ve):
-			ae = badRequest("%s", ve.Error())
-		case errors.As(err, &le):
-			ae = &apiError{status: http.StatusServiceUnavailable, retryAfter: le.RetryAfter,
-				message: "503 Service Unavailable: too many exports are running; wait for yours to finish and retry (" + le.Reason + ")"}
-		case errors.As(err, &she):
-			ae = &apiError{status: http.StatusServiceUnavailable, retryAfter: she.RetryAfter,
-				message: "503 Service Unavailable: exports are accepted only during service hours (UTC): " + she.Hours}
-		case errors.As(err, &mbe):
-			ae = &apiError{status: http.StatusRequestEntityTooLarge, message: fmt.Sprintf("the request body is larger than %d bytes", mbe.Limit)}
-		case r.Context().Err() != nil && errors.Is(err, r.Context().Err()):
-			ae = &apiError{status: http.StatusServiceUnavailable, retryAfter: 5 * time.Second, message: "503 Service Unavailable: the request was canceled or timed out"}
-		default:
+		e := httpx.Classify(r, err)
+		if row, ok := engineErrors[e.Code]; ok {
+			ae = &apiError{status: row.status, message: row.message(e), retryAfter: e.RetryAfter}
+		} else {
 			h.Logger.ErrorContext(r.Context(), "clover request failed", "method", r.Method, "path", r.URL.Path, "error", err)
 			ae = &apiError{status: http.StatusInternalServerError, message: "500 Internal Server Error"}
 		}
 	}
 	if ae.retryAfter > 0 {
-		w.Header().Set("Retry-After", strconv.FormatInt(int64(math.Ceil(ae.retryAfter.Seconds())), 10))
+		w.Header().Set("Retry-After", httpx.RetryAfter(ae.retryAfter))
 	}
 	writeJSON(w, ae.status, Error{Message: ae.message})
 }

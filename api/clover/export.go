@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/exportd/exportd"
-	"github.com/exportd/exportd/exports"
 )
 
 // RowsPerFile is Clover's documented number of objects per export file.
@@ -196,7 +195,7 @@ func (h *handlers) describe(r *http.Request, st exportd.State) (Export, error) {
 		return h.document(r, st, nil)
 	}
 	m, err := h.Service.Manifest(r.Context(), st.Spec.ExportID)
-	if errors.Is(err, exports.ErrGone) {
+	if exportd.ErrorCode(err) == exportd.CodeGone {
 		// Purged between the describe and now: expired.
 		st.Phase = exportd.PhaseExpired
 		return h.document(r, st, nil)
@@ -284,7 +283,7 @@ func (h *handlers) document(r *http.Request, st exportd.State, m *exportd.Manife
 	if doc.Status != StatusDone || m == nil {
 		return doc, nil
 	}
-	if h.Service.Signer == nil {
+	if h.Signer == nil {
 		return Export{}, errors.New("signed download URLs are disabled, so Clover export URLs cannot work")
 	}
 	until := *st.AvailableUntil
@@ -297,7 +296,7 @@ func (h *handlers) document(r *http.Request, st exportd.State, m *exportd.Manife
 		if f.Format != exportd.CloverJSON {
 			continue
 		}
-		u := base + url.PathEscape(f.Name) + "?" + h.Service.Signer.Query(s.ExportID, f.Name, until)
+		u := base + url.PathEscape(f.Name) + "?" + h.Signer.Query(s.ExportID, f.Name, until)
 		doc.ExportURLs.Elements = append(doc.ExportURLs.Elements, ExportURL{URL: u, Export: Ref{ID: s.ExportID}})
 	}
 	return doc, nil

@@ -51,7 +51,7 @@ func newMux(t *testing.T, svc *exports.Service, logs io.Writer) *http.ServeMux {
 		logs = io.Discard
 	}
 	mux := http.NewServeMux()
-	Routes(mux, Config{Service: svc, Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	Routes(mux, Config{Service: svc, Apps: fakeAccess{}, Logger: slog.New(slog.NewTextHandler(logs, nil))})
 	return mux
 }
 
@@ -176,12 +176,12 @@ func TestParseCreate(t *testing.T) {
 func TestMethods(t *testing.T) {
 	mux := newMux(t, nil, nil)
 	for _, tc := range []struct{ method, target, allow string }{
-		{http.MethodDelete, "/v3/merchants/m1/exports", "GET, POST"},
-		{http.MethodPut, "/v3/merchants/m1/exports/", "GET, POST"},
-		{http.MethodPatch, "/v3/merchants/m1/exports", "GET, POST"},
-		{http.MethodDelete, "/v3/merchants/m1/exports/x1", "GET"},
-		{http.MethodPost, "/v3/merchants/m1/exports/x1/", "GET"},
-		{http.MethodPut, "/v3/merchants/m1/exports/x1", "GET"},
+		{http.MethodDelete, "/v3/merchants/m1/exports", "GET, HEAD, POST"},
+		{http.MethodPut, "/v3/merchants/m1/exports/", "GET, HEAD, POST"},
+		{http.MethodPatch, "/v3/merchants/m1/exports", "GET, HEAD, POST"},
+		{http.MethodDelete, "/v3/merchants/m1/exports/x1", "GET, HEAD"},
+		{http.MethodPost, "/v3/merchants/m1/exports/x1/", "GET, HEAD"},
+		{http.MethodPut, "/v3/merchants/m1/exports/x1", "GET, HEAD"},
 	} {
 		// No credentials: the method is wrong whoever asks.
 		r := do(t, mux, tc.method, tc.target, "", "", "")
@@ -238,10 +238,10 @@ func TestWriteError(t *testing.T) {
 		message    string
 		retryAfter string
 	}{
-		{fmt.Errorf("merchant %q: %w", "m9", exports.ErrNotFound), http.StatusNotFound, "404 Not Found", ""},
+		{fmt.Errorf("checking the install: %w", exportd.Errorf(exportd.CodeNotFound, "merchant %q not found", "m9")), http.StatusNotFound, "404 Not Found", ""},
 		{&exportd.ValidationError{Field: "end", Reason: "must be after start"}, http.StatusBadRequest, "end must be after start", ""},
-		{&exports.LimitError{Reason: "9 exports are already waiting", RetryAfter: 1500 * time.Millisecond}, http.StatusServiceUnavailable, "9 exports are already waiting", "2"},
-		{&exports.ServiceHoursError{Hours: "Mon-Fri 10:00-15:00 UTC"}, http.StatusServiceUnavailable, "Mon-Fri 10:00-15:00 UTC", ""},
+		{&exportd.Error{Code: exportd.CodeOverLimit, Message: "9 exports are already waiting", RetryAfter: 1500 * time.Millisecond}, http.StatusServiceUnavailable, "9 exports are already waiting", "2"},
+		{&exportd.Error{Code: exportd.CodeOutsideHours, Message: "exports are accepted only during service hours: Mon-Fri 10:00-15:00 UTC"}, http.StatusServiceUnavailable, "Mon-Fri 10:00-15:00 UTC", ""},
 		{fmt.Errorf("error reading body: %w", &http.MaxBytesError{Limit: 10}), http.StatusRequestEntityTooLarge, "larger than 10 bytes", ""},
 		{errors.New("connection refused to 10.0.0.7"), http.StatusInternalServerError, "500 Internal Server Error", ""},
 	} {
@@ -272,7 +272,7 @@ func TestStatus(t *testing.T) {
 func TestDocuments(t *testing.T) {
 	now := time.Date(2025, 3, 2, 12, 0, 0, 0, time.UTC)
 	signer := &exports.Signer{Key: []byte("k"), Now: func() time.Time { return now }}
-	h := &handlers{Config: Config{Service: &exports.Service{Signer: signer}, Now: func() time.Time { return now }}}
+	h := &handlers{Config: Config{Service: &exports.Service{}, Signer: signer, Now: func() time.Time { return now }}}
 	created, started, done := now.Add(-time.Hour), now.Add(-59*time.Minute), now.Add(-50*time.Minute)
 	until := done.Add(24 * time.Hour)
 	st := exportd.State{
@@ -347,7 +347,7 @@ func TestDocuments(t *testing.T) {
 
 	// No signer, no URLs that could work: an internal error, not a lie.
 	st.Phase, st.AvailableUntil = exportd.PhaseReady, &until
-	h.Service.Signer = nil
+	h.Signer = nil
 	_, err := h.document(req, st, m)
 	require.ErrorContains(t, err, "signed download URLs are disabled")
 }

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/exportd/exportd/api/internal/httpx"
 	"github.com/exportd/exportd/postgres"
 )
 
@@ -37,7 +38,7 @@ const maxTokenLen = 4096
 // the client id and a fresh timestamp. Any failure is an *apiError 401.
 func (h *handlers) authenticate(r *http.Request) (postgres.App, error) {
 	key := strings.TrimSpace(r.Header.Get("X-API-KEY"))
-	token, hasToken := bearer(r.Header.Get("Authorization"))
+	token, hasToken := httpx.Bearer(r.Header.Get("Authorization"))
 	if key == "" || !hasToken {
 		return postgres.App{}, unauthorized(errNoCredentials)
 	}
@@ -45,7 +46,7 @@ func (h *handlers) authenticate(r *http.Request) (postgres.App, error) {
 	if !ok {
 		return postgres.App{}, unauthorized(errBadAPIKey)
 	}
-	creds, err := h.Service.Access.AppByID(r.Context(), appID)
+	creds, err := h.Apps.AppByID(r.Context(), appID)
 	if errors.Is(err, postgres.ErrNotFound) {
 		return postgres.App{}, unauthorized(errBadAPIKey)
 	}
@@ -100,13 +101,6 @@ func decodeMAC(s string) ([]byte, error) {
 		return nil, errors.New("not a sha256 mac")
 	}
 	return hex.DecodeString(s)
-}
-
-// bearer returns the token of an "Authorization: Bearer <token>" header.
-func bearer(auth string) (string, bool) {
-	scheme, token, ok := strings.Cut(strings.TrimSpace(auth), " ")
-	token = strings.TrimSpace(token)
-	return token, ok && strings.EqualFold(scheme, "Bearer") && token != ""
 }
 
 // jwtHeader is the part of a JOSE header this verifier reads.

@@ -63,7 +63,7 @@ func newTestHandler(t *testing.T) http.Handler {
 	t.Helper()
 	mux := http.NewServeMux()
 	acc := &fakeAccess{app: testApp, merchants: map[string][]string{"m1": {"loc-1", "loc-2"}}}
-	Routes(mux, Config{Service: &exports.Service{Access: acc}, Now: func() time.Time { return now }})
+	Routes(mux, Config{Service: &exports.Service{Access: acc}, Apps: acc, Now: func() time.Time { return now }})
 	return mux
 }
 
@@ -140,7 +140,8 @@ func TestAuthenticate(t *testing.T) {
 		{"huge token", goodKey, "Bearer " + strings.Repeat("a", maxTokenLen+1), errBadToken},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			h := &handlers{Config: Config{Service: &exports.Service{Access: &fakeAccess{app: testApp}},
+			acc := &fakeAccess{app: testApp}
+			h := &handlers{Config: Config{Service: &exports.Service{Access: acc}, Apps: acc,
 				Now: func() time.Time { return now }, MaxClockSkew: DefaultMaxClockSkew}}
 			r := httptest.NewRequest(http.MethodGet, "/partner/v3/data/orders/x", nil)
 			if tc.key != "" {

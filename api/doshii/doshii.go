@@ -19,16 +19,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"net/http"
 	"slices"
-	"sort"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/exportd/exportd"
-	"github.com/exportd/exportd/exports"
+	"github.com/exportd/exportd/api/internal/httpx"
 	"github.com/exportd/exportd/postgres"
 )
 
@@ -37,17 +34,39 @@ const BasePath = "/partner/v3"
 
 // DefaultMaxClockSkew bounds how far a JWT's timestamp may be from now.
 // Doshii documents tokens as valid for 10 minutes; exportd halves that,
-// as SPEC section 6 asks stale tokens to be refused and clients make a
-// fresh token per request anyway.
+// as a stale token may be a replayed one, and clients make a fresh token
+// per request anyway.
 const DefaultMaxClockSkew = 5 * time.Minute
 
 // maxBodyBytes bounds a request body; a valid one is well under 64 KiB.
 const maxBodyBytes = 1 << 20
 
+// Engine is what the dialect asks of the export engine; *exports.Service
+// implements it.
+type Engine interface {
+	Create(ctx context.Context, app postgres.App, spec exportd.Spec, idemKey string) (exportd.State, bool, error)
+	Get(ctx context.Context, app postgres.App, id string) (exportd.State, error)
+	CheckMerchant(ctx context.Context, app postgres.App, merchantID string) error
+	Manifest(ctx context.Context, exportID string) (exportd.Manifest, error)
+	File(ctx context.Context, st exportd.State, name string) (exportd.FileInfo, error)
+	ServeFile(w http.ResponseWriter, r *http.Request, exportID string, f exportd.FileInfo) error
+	// ServiceHours names the hours a refusal outside them gives.
+	ServiceHours() string
+}
+
+// Apps finds an app's credentials and a merchant's locations;
+// exports.Access implements it.
+type Apps interface {
+	AppByID(ctx context.Context, appID string) (postgres.AppCredentials, error)
+	LocationsByClassifier(ctx context.Context, merchantID string, classifiers []string) ([]string, error)
+}
+
 // Config holds the dialect's dependencies.
 type Config struct {
 	// Service is the export engine every request maps onto.
-	Service *exports.Service
+	Service Engine
+	// Apps checks credentials and resolves classifiers.
+	Apps Apps
 	// PublicURL is the externally visible base URL for file URIs; empty
 	// means derived from each request's Host.
 	PublicURL string
@@ -110,17 +129,8 @@ func (h *handlers) dispatch(w http.ResponseWriter, r *http.Request, m methods, a
 	if m == nil {
 		return &apiError{status: http.StatusNotFound, code: codeNotFound, message: fmt.Sprintf("no resource at %s", r.URL.Path)}
 	}
-	f, ok := m[r.Method]
-	if !ok && r.Method == http.MethodHead {
-		f, ok = m[http.MethodGet]
-	}
+	f, allow, ok := httpx.Method(w, r, m)
 	if !ok {
-		allow := make([]string, 0, len(m))
-		for k := range m {
-			allow = append(allow, k)
-		}
-		sort.Strings(allow)
-		w.Header().Set("Allow", strings.Join(allow, ", "))
 		return &apiError{status: http.StatusMethodNotAllowed, code: codeMethodNotAllowed,
 			message: fmt.Sprintf("%s is not allowed on %s; use %s", r.Method, r.URL.Path, strings.Join(allow, " or "))}
 	}
@@ -170,7 +180,7 @@ func (h *handlers) create(w http.ResponseWriter, r *http.Request, app postgres.A
 // classified narrows an export to the merchant's locations of the given
 // classifiers (and of the requested locations, when both are given).
 func (h *handlers) classified(ctx context.Context, spec exportd.Spec, classifiers []string) ([]string, error) {
-	ids, err := h.Service.Access.LocationsByClassifier(ctx, spec.MerchantID, classifiers)
+	ids, err := h.Apps.LocationsByClassifier(ctx, spec.MerchantID, classifiers)
 	if err != nil {
 		return nil, err
 	}
@@ -189,7 +199,7 @@ func (h *handlers) classified(ctx context.Context, spec exportd.Spec, classifier
 }
 
 // request returns the export behind a request id, if it is a Doshii
-// request the app may see: anything else is ErrNotFound.
+// request the app may see: anything else is exportd.CodeNotFound.
 func (h *handlers) request(r *http.Request, app postgres.App) (exportd.State, error) {
 	if err := checkDataSet(r); err != nil {
 		return exportd.State{}, err
@@ -197,7 +207,7 @@ func (h *handlers) request(r *http.Request, app postgres.App) (exportd.State, er
 	id := r.PathValue("requestId")
 	st, err := h.Service.Get(r.Context(), app, id)
 	if err == nil && (st.Spec.Dataset != exportd.Orders || !slices.Contains(st.Spec.Formats, exportd.DoshiiJSON)) {
-		err = exports.ErrNotFound
+		err = exportd.Errorf(exportd.CodeNotFound, "export %q is not a Doshii request", id)
 	}
 	if err != nil {
 		return st, notFoundAs(err, fmt.Sprintf("request %q not found", id))
@@ -214,7 +224,7 @@ func (h *handlers) status(w http.ResponseWriter, r *http.Request, app postgres.A
 	if st.Phase == exportd.PhaseReady {
 		man, err := h.Service.Manifest(r.Context(), st.Spec.ExportID)
 		switch {
-		case errors.Is(err, exports.ErrGone):
+		case exportd.ErrorCode(err) == exportd.CodeGone:
 			// Expired between the describe and the read: no files.
 		case err != nil:
 			return err
@@ -233,7 +243,7 @@ func (h *handlers) file(w http.ResponseWriter, r *http.Request, app postgres.App
 	name := r.PathValue("name")
 	f, err := h.Service.File(r.Context(), st, name)
 	if err == nil && f.Format != exportd.DoshiiJSON {
-		err = exports.ErrNotFound
+		err = exportd.Errorf(exportd.CodeNotFound, "file %q is not a Doshii file", name)
 	}
 	if err != nil {
 		return notFoundAs(err, fmt.Sprintf("request %q has no file %q", st.Spec.ExportID, name))
@@ -242,16 +252,7 @@ func (h *handlers) file(w http.ResponseWriter, r *http.Request, app postgres.App
 }
 
 // baseURL is the absolute URL prefix of file URIs.
-func (h *handlers) baseURL(r *http.Request) string {
-	if h.PublicURL != "" {
-		return strings.TrimRight(h.PublicURL, "/")
-	}
-	scheme := "http"
-	if r.TLS != nil {
-		scheme = "https"
-	}
-	return scheme + "://" + r.Host
-}
+func (h *handlers) baseURL(r *http.Request) string { return httpx.BaseURL(h.PublicURL, r) }
 
 // Error codes of the errorCode field, one per HTTP status this dialect
 // answers with.
@@ -295,10 +296,10 @@ func invalid(field, message string) *apiError {
 	return &apiError{status: http.StatusBadRequest, code: codeInvalid, message: field + ": " + message}
 }
 
-// notFoundAs gives ErrNotFound a message that names what the client asked
-// for, without saying whether it exists for someone else.
+// notFoundAs gives a not_found error a message that names what the
+// client asked for, without saying whether it exists for someone else.
 func notFoundAs(err error, message string) error {
-	if errors.Is(err, exports.ErrNotFound) {
+	if exportd.ErrorCode(err) == exportd.CodeNotFound {
 		return &apiError{status: http.StatusNotFound, code: codeNotFound, message: message}
 	}
 	return err
@@ -310,62 +311,77 @@ var specFields = map[string]string{
 	"callbackUrl": "webhook.url", "webhook": "webhook.url", "locations": "locations",
 }
 
-// writeError writes err in Doshii's error shape with the status Doshii
-// documents for it (400, 401, 404, 500); for the engine's limits, which
-// Doshii only says are enforced, 429 and 503 with Retry-After. Errors
+// engineErrors is the dialect's table of error codes (the engine's, and
+// httpx's for the HTTP layer) to the statuses Doshii documents (400, 401,
+// 404, 409, 500) and, for what Doshii leaves open, 410, 413, 429 and 503;
+// a code missing here is internal.
+var engineErrors = map[string]struct {
+	status  int
+	code    string
+	message func(h *handlers, err error, e *exportd.Error) string
+}{
+	exportd.CodeInvalidRequest: {http.StatusBadRequest, codeInvalid, invalidMessage},
+	exportd.CodeUnauthorized:   {http.StatusUnauthorized, codeUnauthorized, message},
+	exportd.CodeNotFound:       {http.StatusNotFound, codeNotFound, fixed("not found")},
+	exportd.CodeNotReady: {http.StatusNotFound, codeNotFound,
+		fixed("the request is not complete; its files are listed once its status is complete")},
+	exportd.CodeGone:                {http.StatusGone, codeGone, fixed("the files of this request have expired and were deleted")},
+	exportd.CodeIdempotencyConflict: {http.StatusConflict, codeConflict, message},
+	exportd.CodeOverLimit: {http.StatusTooManyRequests, codeTooMany, func(_ *handlers, _ error, e *exportd.Error) string {
+		return "too many data requests are waiting: " + e.Message
+	}},
+	exportd.CodeOutsideHours: {http.StatusServiceUnavailable, codeUnavailable, message},
+	exportd.CodeUnavailable:  {http.StatusServiceUnavailable, codeUnavailable, message},
+	httpx.CodeTooLarge:       {http.StatusRequestEntityTooLarge, codeTooLarge, message},
+}
+
+func message(_ *handlers, _ error, e *exportd.Error) string { return e.Message }
+
+func fixed(msg string) func(*handlers, error, *exportd.Error) string {
+	return func(*handlers, error, *exportd.Error) string { return msg }
+}
+
+// invalidMessage starts with the field as the request names it.
+func invalidMessage(_ *handlers, err error, e *exportd.Error) string {
+	var ve *exportd.ValidationError
+	if !errors.As(err, &ve) {
+		return e.Message
+	}
+	field := ve.Field
+	if f, ok := specFields[field]; ok {
+		field = f
+	}
+	return invalid(field, ve.Reason).message
+}
+
+// writeError writes err in Doshii's error shape with the status
+// engineErrors gives its code, and Retry-After when waiting helps. Errors
 // that are not the client's are logged in full and shown as a request id.
 func (h *handlers) writeError(w http.ResponseWriter, r *http.Request, err error) {
-	var (
-		ae   *apiError
-		ve   *exportd.ValidationError
-		le   *exports.LimitError
-		she  *exports.ServiceHoursError
-		mbe  *http.MaxBytesError
-		body ErrorBody
-	)
-	switch {
-	case errors.As(err, &ae):
-	case errors.As(err, &ve):
-		field := ve.Field
-		if f, ok := specFields[field]; ok {
-			field = f
+	var ae *apiError
+	var body ErrorBody
+	if !errors.As(err, &ae) {
+		e := httpx.Classify(r, err)
+		if row, ok := engineErrors[e.Code]; ok {
+			ae = &apiError{status: row.status, code: row.code, message: row.message(h, err, e)}
+			if e.RetryAfter > 0 {
+				w.Header().Set("Retry-After", httpx.RetryAfter(e.RetryAfter))
+			}
+			if e.Code == exportd.CodeOutsideHours {
+				body.Hours = h.Service.ServiceHours()
+			}
+		} else {
+			id := w.Header().Get("X-Request-Id")
+			h.Logger.ErrorContext(r.Context(), "doshii request failed", "method", r.Method, "path", r.URL.Path, "error", err, "request_id", id)
+			msg := "an internal error occurred"
+			if id != "" {
+				msg += "; quote request id " + id + " when reporting it"
+			}
+			ae = &apiError{status: http.StatusInternalServerError, code: codeInternal, message: msg}
 		}
-		ae = invalid(field, ve.Reason)
-	case errors.Is(err, exports.ErrNotFound):
-		ae = &apiError{status: http.StatusNotFound, code: codeNotFound, message: "not found"}
-	case errors.Is(err, exports.ErrNotReady):
-		ae = &apiError{status: http.StatusNotFound, code: codeNotFound, message: "the request is not complete; its files are listed once its status is complete"}
-	case errors.Is(err, exports.ErrGone):
-		ae = &apiError{status: http.StatusGone, code: codeGone, message: "the files of this request have expired and were deleted"}
-	case errors.Is(err, exports.ErrIdempotency):
-		ae = &apiError{status: http.StatusConflict, code: codeConflict, message: err.Error()}
-	case errors.As(err, &le):
-		w.Header().Set("Retry-After", retryAfter(le.RetryAfter))
-		ae = &apiError{status: http.StatusTooManyRequests, code: codeTooMany, message: "too many data requests are waiting: " + le.Error()}
-	case errors.As(err, &she):
-		w.Header().Set("Retry-After", retryAfter(she.RetryAfter))
-		ae = &apiError{status: http.StatusServiceUnavailable, code: codeUnavailable, message: she.Error()}
-		body.Hours = she.Hours
-	case errors.As(err, &mbe):
-		ae = &apiError{status: http.StatusRequestEntityTooLarge, code: codeTooLarge, message: fmt.Sprintf("the request body is larger than %d bytes", mbe.Limit)}
-	case r.Context().Err() != nil:
-		ae = &apiError{status: http.StatusServiceUnavailable, code: codeUnavailable, message: "the request was canceled or timed out"}
-	default:
-		id := w.Header().Get("X-Request-Id")
-		h.Logger.ErrorContext(r.Context(), "doshii request failed", "method", r.Method, "path", r.URL.Path, "error", err, "request_id", id)
-		msg := "an internal error occurred"
-		if id != "" {
-			msg += "; quote request id " + id + " when reporting it"
-		}
-		ae = &apiError{status: http.StatusInternalServerError, code: codeInternal, message: msg}
 	}
 	body.Message, body.ErrorCode = ae.message, ae.code
 	_ = writeJSON(w, ae.status, body)
-}
-
-// retryAfter renders a wait as whole seconds, at least one.
-func retryAfter(d time.Duration) string {
-	return strconv.Itoa(max(1, int(math.Ceil(d.Seconds()))))
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) error {

@@ -36,14 +36,6 @@ type devInfo = devtest.Info
 // startDev runs the real `exportd dev`, as users do; see devtest.Start.
 func startDev(t *testing.T, args ...string) devInfo { return devtest.Start(t, args...) }
 
-// repoRoot is the module root, three levels above this package.
-func repoRoot(t *testing.T) string {
-	t.Helper()
-	root, err := filepath.Abs(filepath.Join("..", ".."))
-	require.NoError(t, err)
-	return root
-}
-
 // client authenticates as Doshii's Authorisation page says: X-API-KEY is
 // the hex HMAC-SHA256 of the client id keyed by the client secret, ':'
 // and the app id; the bearer token an HS256 JWT of {clientId, timestamp}

@@ -12,18 +12,40 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"sort"
 	"strings"
 	"time"
 
+	"github.com/exportd/exportd"
+	"github.com/exportd/exportd/api/internal/httpx"
 	"github.com/exportd/exportd/exports"
 	"github.com/exportd/exportd/postgres"
 )
 
+// Engine is what the dialect asks of the export engine; *exports.Service
+// implements it.
+type Engine interface {
+	Create(ctx context.Context, app postgres.App, spec exportd.Spec, idemKey string) (exportd.State, bool, error)
+	Get(ctx context.Context, app postgres.App, id string) (exportd.State, error)
+	List(ctx context.Context, app postgres.App, merchantID string, phase exportd.Phase, limit int) ([]exportd.State, error)
+	Manifest(ctx context.Context, exportID string) (exportd.Manifest, error)
+}
+
+// Apps checks client credentials and finds the store a token acts for;
+// exports.Access implements it.
+type Apps interface {
+	VerifyClientSecret(ctx context.Context, clientID, secret string) (postgres.App, error)
+	InstalledMerchants(ctx context.Context, appID string) ([]string, error)
+}
+
 // Config holds the dialect's dependencies.
 type Config struct {
 	// Service is the export engine every job maps onto.
-	Service *exports.Service
+	Service Engine
+	// Apps checks the token endpoint's client credentials.
+	Apps Apps
+	// Signer signs the public file links of successful jobs; nil leaves
+	// them empty.
+	Signer *exports.Signer
 	// PublicURL is the externally visible base URL for links; empty means
 	// derived from each request's Host.
 	PublicURL string
@@ -100,20 +122,8 @@ func (h *handlers) methods(m methods) http.Handler {
 			h.writeError(w, r, notFound())
 			return
 		}
-		f, ok := m[r.Method]
-		if !ok && r.Method == http.MethodHead {
-			f, ok = m[http.MethodGet]
-		}
+		f, allow, ok := httpx.Method(w, r, m)
 		if !ok {
-			allow := make([]string, 0, len(m))
-			for k := range m {
-				allow = append(allow, k)
-				if k == http.MethodGet {
-					allow = append(allow, http.MethodHead)
-				}
-			}
-			sort.Strings(allow)
-			w.Header().Set("Allow", strings.Join(allow, ", "))
 			h.writeError(w, r, errorf(http.StatusMethodNotAllowed, "%s is not allowed on %s; use %s", r.Method, r.URL.Path, strings.Join(allow, " or ")))
 			return
 		}
@@ -141,9 +151,8 @@ func sessionFrom(ctx context.Context) session {
 // verified by its MAC alone: no lookup, so any replica can serve it.
 func (h *handlers) authed(next handlerFunc) handlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) error {
-		scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
-		token = strings.TrimSpace(token)
-		if !ok || !strings.EqualFold(scheme, "Bearer") || token == "" {
+		token, ok := httpx.Bearer(r.Header.Get("Authorization"))
+		if !ok {
 			return &apiError{status: http.StatusUnauthorized, title: titleTokenInvalid,
 				detail: "send the access token from POST /oauth/access_token as 'Authorization: Bearer <access_token>'"}
 		}
@@ -161,13 +170,4 @@ func (h *handlers) authed(next handlerFunc) handlerFunc {
 }
 
 // baseURL is the absolute URL prefix for links in responses.
-func (h *handlers) baseURL(r *http.Request) string {
-	if h.PublicURL != "" {
-		return strings.TrimRight(h.PublicURL, "/")
-	}
-	scheme := "http"
-	if r.TLS != nil {
-		scheme = "https"
-	}
-	return scheme + "://" + r.Host
-}
+func (h *handlers) baseURL(r *http.Request) string { return httpx.BaseURL(h.PublicURL, r) }

@@ -6,11 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strconv"
-	"time"
 
 	"github.com/exportd/exportd"
-	"github.com/exportd/exportd/exports"
+	"github.com/exportd/exportd/api/internal/httpx"
 )
 
 // ErrorObject is one entry of an Elastic Path error document. Status is a
@@ -48,6 +46,7 @@ var titles = map[int]string{
 	http.StatusForbidden:             "Forbidden",
 	http.StatusNotFound:              "Resource Not Found",
 	http.StatusMethodNotAllowed:      "Method Not Allowed",
+	http.StatusConflict:              "Conflict",
 	http.StatusRequestEntityTooLarge: "Request Entity Too Large",
 	http.StatusUnprocessableEntity:   "Unprocessable Entity",
 	http.StatusTooManyRequests:       "Too Many Requests",
@@ -68,15 +67,38 @@ func notFound() *apiError {
 	return errorf(http.StatusNotFound, "The resource you are requesting does not exist")
 }
 
-// classify turns an engine error into the error document's terms;
-// unknown errors are internal and shown only as a request id.
-func classify(err error) (*apiError, bool) {
+// engineErrors is the dialect's table of error codes (the engine's, and
+// httpx's for the HTTP layer) to Elastic Path's statuses and details; a
+// code missing here is internal. Elastic Path has no 410 and no
+// Idempotency-Key: a job without its file is the 422 that GET
+// /v2/jobs/{id}/file answers for one, and a conflict is the 409 its
+// errors guide gives for a duplicate.
+var engineErrors = map[string]struct {
+	status int
+	detail func(e *exportd.Error) string
+}{
+	exportd.CodeInvalidRequest: {http.StatusBadRequest, func(e *exportd.Error) string { return e.Message }},
+	exportd.CodeUnauthorized:   {http.StatusUnauthorized, func(e *exportd.Error) string { return e.Message }},
+	exportd.CodeNotFound:       {http.StatusNotFound, func(*exportd.Error) string { return notFound().detail }},
+	exportd.CodeNotReady: {http.StatusUnprocessableEntity, func(*exportd.Error) string {
+		return "Job has no file to download. The job has not succeeded yet"
+	}},
+	exportd.CodeGone: {http.StatusUnprocessableEntity, func(*exportd.Error) string {
+		return "Job has no file to download. The job expired and its file was deleted"
+	}},
+	exportd.CodeIdempotencyConflict: {http.StatusConflict, func(e *exportd.Error) string { return e.Message }},
+	exportd.CodeOverLimit:           {http.StatusTooManyRequests, func(e *exportd.Error) string { return "too many jobs are waiting: " + e.Message }},
+	exportd.CodeOutsideHours:        {http.StatusServiceUnavailable, func(e *exportd.Error) string { return e.Message }},
+	exportd.CodeUnavailable:         {http.StatusServiceUnavailable, func(e *exportd.Error) string { return e.Message }},
+	httpx.CodeTooLarge:              {http.StatusRequestEntityTooLarge, func(e *exportd.Error) string { return e.Message }},
+}
+
+// classify turns an error into the error document's terms: the dialect's
+// own errors as they are, the engine's through engineErrors. Unknown
+// errors are internal, false, and shown only as a request id.
+func classify(r *http.Request, err error) (*apiError, bool) {
 	var ae *apiError
 	var fe *FilterError
-	var ve *exportd.ValidationError
-	var mbe *http.MaxBytesError
-	var le *exports.LimitError
-	var he *exports.ServiceHoursError
 	switch {
 	case errors.As(err, &ae):
 		return ae, true
@@ -86,41 +108,27 @@ func classify(err error) (*apiError, bool) {
 			e.meta = map[string]any{"position": fe.Offset + 1}
 		}
 		return e, true
-	case errors.As(err, &ve):
-		return errorf(http.StatusBadRequest, "%s", ve.Error()), true
-	case errors.Is(err, exports.ErrNotFound):
-		return notFound(), true
-	case errors.As(err, &mbe):
-		return errorf(http.StatusRequestEntityTooLarge, "the request body is larger than %d bytes", mbe.Limit), true
-	case errors.As(err, &le):
-		e := errorf(http.StatusTooManyRequests, "too many jobs are waiting: %s", le.Error())
-		e.header = map[string]string{"Retry-After": retryAfter(le.RetryAfter)}
-		return e, true
-	case errors.As(err, &he):
-		e := errorf(http.StatusServiceUnavailable, "jobs are accepted during service hours only: %s", he.Hours)
-		e.header = map[string]string{"Retry-After": retryAfter(he.RetryAfter)}
-		return e, true
 	}
-	return nil, false
-}
-
-// retryAfter formats a Retry-After header in whole seconds, at least 1.
-func retryAfter(d time.Duration) string {
-	return strconv.Itoa(max(1, int(d.Round(time.Second)/time.Second)))
+	e := httpx.Classify(r, err)
+	row, ok := engineErrors[e.Code]
+	if !ok {
+		return nil, false
+	}
+	ae = errorf(row.status, "%s", row.detail(e))
+	if e.RetryAfter > 0 {
+		ae.header = map[string]string{"Retry-After": httpx.RetryAfter(e.RetryAfter)}
+	}
+	return ae, true
 }
 
 // writeError writes err as an error document. Internal errors are logged
 // in full under the request id and shown as the request id alone.
 func (h *handlers) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	id := requestID(w)
-	ae, ok := classify(err)
+	ae, ok := classify(r, err)
 	if !ok {
-		if ctxErr := r.Context().Err(); ctxErr != nil && errors.Is(err, ctxErr) {
-			ae = errorf(http.StatusServiceUnavailable, "the request was canceled or timed out")
-		} else {
-			h.logger.ErrorContext(r.Context(), "elastic path request failed", "method", r.Method, "path", r.URL.Path, "error", err, "request_id", id)
-			ae = errorf(http.StatusInternalServerError, "There was an internal server error; you can report it with request id %s.", id)
-		}
+		h.logger.ErrorContext(r.Context(), "elastic path request failed", "method", r.Method, "path", r.URL.Path, "error", err, "request_id", id)
+		ae = errorf(http.StatusInternalServerError, "There was an internal server error; you can report it with request id %s.", id)
 	}
 	for k, v := range ae.header {
 		w.Header().Set(k, v)

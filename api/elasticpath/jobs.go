@@ -13,14 +13,14 @@ import (
 	"time"
 
 	"github.com/exportd/exportd"
-	"github.com/exportd/exportd/exports"
 )
 
 // jobTypeOrderExport is the one job type the Exporter service has.
 const jobTypeOrderExport = "order_export"
 
-// noResults is Elastic Path's error for an export that matched no orders
-// (SPEC section 4): a failure here, a success with zero rows natively.
+// noResults is Elastic Path's error for an export that matched no orders:
+// a failure in this dialect, as Elastic Path's jobs report it, and a
+// success with zero rows natively.
 const noResults = "No results matched the supplied filter"
 
 // Every job is an orders export to csv.gz in one part: Elastic Path
@@ -172,7 +172,7 @@ func (h *handlers) getJobFile(w http.ResponseWriter, r *http.Request) error {
 		return noFile(status)
 	}
 	m, err := h.Service.Manifest(r.Context(), st.Spec.ExportID)
-	if errors.Is(err, exports.ErrGone) {
+	if exportd.ErrorCode(err) == exportd.CodeGone {
 		return noFile("failed")
 	}
 	if err != nil {
@@ -184,7 +184,7 @@ func (h *handlers) getJobFile(w http.ResponseWriter, r *http.Request) error {
 	}
 	href := h.fileURL(r, st, m.Files[i].Name)
 	if href == "" {
-		return errors.New("signed URLs are not configured (exports.Service.Signer is nil)")
+		return errors.New("signed URLs are not configured (Config.Signer is nil)")
 	}
 	writeJSON(w, http.StatusOK, FileResponse{FileLink: FileLink{Href: href}, Data: FileLink{Href: href}})
 	return nil
@@ -258,12 +258,12 @@ func (h *handlers) job(r *http.Request, st exportd.State) Job {
 // fileURL is the public signed URL of a file of a ready export, served by
 // the native API until the export expires; empty without a signer.
 func (h *handlers) fileURL(r *http.Request, st exportd.State, name string) string {
-	if h.Service.Signer == nil || st.AvailableUntil == nil {
+	if h.Signer == nil || st.AvailableUntil == nil {
 		return ""
 	}
 	id := st.Spec.ExportID
 	return h.baseURL(r) + "/v1/exports/" + url.PathEscape(id) + "/files/" + url.PathEscape(name) +
-		"?" + h.Service.Signer.Query(id, name, *st.AvailableUntil)
+		"?" + h.Signer.Query(id, name, *st.AvailableUntil)
 }
 
 // updatedAt is the last time the job changed: creation, start, completion,

@@ -58,7 +58,7 @@ func (h *handlers) accessToken(w http.ResponseWriter, r *http.Request) error {
 	if secret == "" {
 		return errorf(http.StatusBadRequest, "client_secret is required for the client_credentials grant")
 	}
-	app, err := h.Service.Access.VerifyClientSecret(r.Context(), clientID, secret)
+	app, err := h.Apps.VerifyClientSecret(r.Context(), clientID, secret)
 	if errors.Is(err, postgres.ErrNotFound) {
 		return errorf(http.StatusUnauthorized, "the client_id and client_secret do not match any application key")
 	}
@@ -87,7 +87,7 @@ func (h *handlers) accessToken(w http.ResponseWriter, r *http.Request) error {
 // first install by merchant id, a choice that does not change while the
 // installs do not; store_id, an exportd extension, picks another.
 func (h *handlers) store(r *http.Request, app postgres.App, want string) (string, error) {
-	ids, err := h.Service.Access.InstalledMerchants(r.Context(), app.ID)
+	ids, err := h.Apps.InstalledMerchants(r.Context(), app.ID)
 	if err != nil {
 		return "", fmt.Errorf("error listing installs: %w", err)
 	}

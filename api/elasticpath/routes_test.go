@@ -56,8 +56,8 @@ var (
 func testServer(t *testing.T, access *fakeAccess) (*http.ServeMux, Config) {
 	t.Helper()
 	cfg := Config{
-		Service: &exports.Service{Access: access, Signer: &exports.Signer{Key: []byte("signing key")}},
-		Logger:  slog.New(slog.NewTextHandler(io.Discard, nil)), PublicURL: "https://exports.example.com/",
+		Service: &exports.Service{Access: access}, Apps: access, Signer: &exports.Signer{Key: []byte("signing key")},
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), PublicURL: "https://exports.example.com/",
 		Now: func() time.Time { return testNow }, TokenKey: testKey,
 	}
 	mux := http.NewServeMux()

@@ -87,7 +87,7 @@ type Config struct {
 }
 
 // String describes the configuration without the secret key, so that a
-// Config printed into a log (SPEC section 7) does not leak it.
+// Config printed into a log (secrets never reach logs) does not leak it.
 func (c Config) String() string {
 	secret := ""
 	if c.SecretKey != "" {
