@@ -158,7 +158,7 @@ func (t *Temporal) launch(ctx context.Context, bin, dataDir string, prev tempora
 	cmd.Stderr = logFile
 	// Its own process group, so Stop reaches anything it spawns; and death
 	// with us, so a crashed `dev` leaves no server holding the SQLite file.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = ChildProcAttr(syscall.SIGKILL)
 	started := time.Now()
 	run := &temporalRun{cmd: cmd, done: make(chan struct{})}
 	// Pdeathsig fires when the forking thread exits, and the Go runtime

@@ -26,6 +26,7 @@ import (
 
 	"github.com/exportd/exportd"
 	"github.com/exportd/exportd/bench"
+	"github.com/exportd/exportd/devenv"
 	"github.com/exportd/exportd/postgres"
 	"github.com/exportd/exportd/workflows"
 )
@@ -848,7 +849,7 @@ func (b *bencher) startWorker(ctx context.Context, name string, env []string) (*
 	cmd.Env = append(slices.Clip(b.env), append([]string{"EXPORTD_METRICS_ADDR=127.0.0.1:0"}, env...)...)
 	cmd.Stdout, cmd.Stderr = b.logFile, b.logFile
 	// Its own process group keeps a terminal's Ctrl-C away: stop decides.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+	cmd.SysProcAttr = devenv.ChildProcAttr(syscall.SIGTERM)
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("error starting the worker: %w", err)
 	}
