@@ -31,8 +31,8 @@ import (
 const TemporalNamespace = "default"
 
 // DefaultSearchAttributes are the Keyword attributes of section 4 of the
-// spec; they must match workflows.SearchAttributeNames, which devenv does
-// not import so that it builds while the workflows are being edited.
+// spec; they must match contract.SearchAttributeNames, which devenv does
+// not import, to stay a package about dev servers only.
 var DefaultSearchAttributes = []string{"ExportMerchant", "ExportDataset", "ExportPhase"}
 
 // Temporal runs the pinned Temporal CLI dev server as a child process, with

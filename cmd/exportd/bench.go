@@ -26,9 +26,9 @@ import (
 
 	"github.com/exportd/exportd"
 	"github.com/exportd/exportd/bench"
+	"github.com/exportd/exportd/contract"
 	"github.com/exportd/exportd/devenv"
 	"github.com/exportd/exportd/postgres"
-	"github.com/exportd/exportd/workflows"
 )
 
 // benchConfig is what `exportd bench` measures.
@@ -599,7 +599,7 @@ func (b *bencher) exportSample(ctx context.Context, run string, rep int) (bench.
 	var attempts int32
 	if spec.workers > 0 {
 		// Partitions run in the child workflow: no Export activity here.
-	} else if s.Activity, attempts, err = bench.ExportActivity(ctx, b.stack.Client, workflows.WorkflowID(doc.ID)); err != nil {
+	} else if s.Activity, attempts, err = bench.ExportActivity(ctx, b.stack.Client, contract.WorkflowID(doc.ID)); err != nil {
 		b.log.Warn("no Export activity timing", "export", doc.ID, "error", err)
 	}
 	if attempts > 1 {
@@ -719,10 +719,10 @@ func (b *bencher) latency(ctx context.Context) (*bench.Latency, string, error) {
 		d := time.Since(t)
 		lat.Samples = append(lat.Samples, d)
 		id = doc.ID
-		act, _, _ := bench.ExportActivity(ctx, b.stack.Client, workflows.WorkflowID(id))
+		act, _, _ := bench.ExportActivity(ctx, b.stack.Client, contract.WorkflowID(id))
 		b.printf("latency %2d/%d  %d rows in %s (Export activity %.3fs)", i+1, b.cfg.latencyExports, n, d.Round(time.Millisecond), act)
 	}
-	if tl, err := bench.Timeline(ctx, b.stack.Client, workflows.WorkflowID(id)); err == nil {
+	if tl, err := bench.Timeline(ctx, b.stack.Client, contract.WorkflowID(id)); err == nil {
 		b.printf("timeline of the last small export, from the workflow start (ms):\n%s", tl)
 	}
 	return lat, id, nil
@@ -862,7 +862,7 @@ func (b *bencher) startWorker(ctx context.Context, name string, env []string) (*
 	deadline := time.Now().Add(time.Minute)
 	for _, tq := range []enumspb.TaskQueueType{enumspb.TASK_QUEUE_TYPE_WORKFLOW, enumspb.TASK_QUEUE_TYPE_ACTIVITY} {
 		for {
-			resp, err := b.stack.Client.DescribeTaskQueue(ctx, workflows.TaskQueue, tq)
+			resp, err := b.stack.Client.DescribeTaskQueue(ctx, contract.TaskQueue, tq)
 			if err == nil && slices.ContainsFunc(resp.GetPollers(), func(p *taskqueuepb.PollerInfo) bool {
 				return strings.HasPrefix(p.GetIdentity(), identity)
 			}) {

@@ -20,9 +20,9 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/exportd/exportd/contract"
 	"github.com/exportd/exportd/devenv"
 	"github.com/exportd/exportd/postgres"
-	"github.com/exportd/exportd/workflows"
 )
 
 // Development values of the roles and the S3 account, the defaults of
@@ -149,7 +149,7 @@ func (c *Cluster) Start(ctx context.Context) error {
 	c.Temporal = &devenv.TemporalServer{Bin: cfg.TemporalServerBin, DataDir: c.dir,
 		DBHost: "127.0.0.1", DBPort: pgPort, DBUser: "temporal", DBPassword: clusterTemporalPassword,
 		DynamicConfigFile: filepath.Join(cfg.DeployDir, "temporal", "dynamicconfig.yaml"),
-		SearchAttributes:  workflows.SearchAttributeNames, Logger: log}
+		SearchAttributes:  contract.SearchAttributeNames, Logger: log}
 	if err := c.Temporal.Start(ctx); err != nil {
 		return fmt.Errorf("error starting the Temporal server: %w", err)
 	}

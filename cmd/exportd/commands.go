@@ -21,6 +21,7 @@ import (
 	"github.com/exportd/exportd/api"
 	"github.com/exportd/exportd/blob"
 	s3blob "github.com/exportd/exportd/blob/s3"
+	"github.com/exportd/exportd/contract"
 	"github.com/exportd/exportd/exports"
 	"github.com/exportd/exportd/metrics"
 	"github.com/exportd/exportd/postgres"
@@ -263,7 +264,7 @@ func runAPI(ctx context.Context, args []string, env func(string) string, stdout,
 		return err
 	}
 	defer d.close()
-	reg.WatchExports(metrics.ExportsByStatus(d.client, workflows.WorkflowName, workflows.AttrPhase.GetName()))
+	reg.WatchExports(metrics.ExportsByStatus(d.client, contract.WorkflowName, contract.AttrPhase.GetName()))
 	reg.WatchQueue(&postgres.Queue{Pool: d.pool})
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/exportd/exportd"
-	"github.com/exportd/exportd/workflows"
+	"github.com/exportd/exportd/contract"
 )
 
 // demoWindow covers the demo data (postgres.Seed's default window).
@@ -59,7 +59,7 @@ func runDemo(ctx context.Context, out io.Writer, stack *Stack) error {
 	}
 	fmt.Fprintf(out, "demo: %d %s, export %s\n", status, http.StatusText(status), doc.ID)
 	fmt.Fprintf(out, "demo: watch it in the Web UI: %s/namespaces/default/workflows/%s\n\n",
-		stack.Info.TemporalUIURL, workflows.WorkflowID(doc.ID))
+		stack.Info.TemporalUIURL, contract.WorkflowID(doc.ID))
 
 	last := ""
 	for doc.Status != "succeeded" {

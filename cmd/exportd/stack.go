@@ -24,6 +24,7 @@ import (
 	"github.com/exportd/exportd/activities"
 	"github.com/exportd/exportd/api"
 	"github.com/exportd/exportd/blob"
+	"github.com/exportd/exportd/contract"
 	"github.com/exportd/exportd/devenv"
 	"github.com/exportd/exportd/exports"
 	"github.com/exportd/exportd/metrics"
@@ -143,7 +144,7 @@ func (s *Stack) Start(ctx context.Context) error {
 	}
 	log.Info("starting the Temporal dev server")
 	s.Temporal = &devenv.Temporal{Bin: cfg.TemporalBin, ToolsDir: cfg.ToolsDir, DataDir: dir, Logger: log,
-		SearchAttributes: workflows.SearchAttributeNames}
+		SearchAttributes: contract.SearchAttributeNames}
 	if err := s.Temporal.Start(ctx); err != nil {
 		return fmt.Errorf("error starting Temporal: %w", err)
 	}
@@ -209,7 +210,7 @@ func (s *Stack) Start(ctx context.Context) error {
 		Ready:   func(ctx context.Context) error { return ready(ctx, s.Pool, s.Client) },
 		Metrics: s.Metrics,
 	})
-	s.Metrics.WatchExports(metrics.ExportsByStatus(s.Client, workflows.WorkflowName, workflows.AttrPhase.GetName()))
+	s.Metrics.WatchExports(metrics.ExportsByStatus(s.Client, contract.WorkflowName, contract.AttrPhase.GetName()))
 	s.Metrics.WatchQueue(&postgres.Queue{Pool: s.Pool})
 	go func() {
 		if err := s.server.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
