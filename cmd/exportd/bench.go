@@ -29,6 +29,7 @@ import (
 	"github.com/exportd/exportd/contract"
 	"github.com/exportd/exportd/devenv"
 	"github.com/exportd/exportd/postgres"
+	"github.com/exportd/exportd/wiring"
 )
 
 // benchConfig is what `exportd bench` measures.
@@ -229,7 +230,7 @@ type bencher struct {
 	logFile  *os.File  // also takes the worker children's output
 	log      *slog.Logger
 
-	stack  *Stack
+	stack  *wiring.Stack
 	key    string // the bench app's API key
 	window bench.Window
 	rows   int64 // in the window
@@ -249,7 +250,7 @@ func (b *bencher) run(ctx context.Context) error {
 	}
 	started := time.Now()
 	loadBefore := bench.LoadAverage()
-	b.stack = &Stack{Config: StackConfig{DataDir: b.cfg.dataDir, APIAddr: "127.0.0.1:0", SeedOrders: 2_000,
+	b.stack = &wiring.Stack{Config: wiring.StackConfig{DataDir: b.cfg.dataDir, APIAddr: "127.0.0.1:0", SeedOrders: 2_000,
 		Worker: false, TemporalBin: b.cfg.temporalBin, ToolsDir: toolsDir(), Logger: b.log}}
 	defer func() {
 		if err := b.stack.Close(); err != nil {
@@ -451,7 +452,7 @@ func (b *bencher) prepare(ctx context.Context) error {
 		}
 	}
 
-	key, err := loadOrCreateKey(filepath.Join(b.stack.Config.DataDir, "master.key"))
+	key, err := wiring.LoadOrCreateKey(filepath.Join(b.stack.Config.DataDir, "master.key"))
 	if err != nil {
 		return err
 	}
@@ -478,7 +479,7 @@ func (b *bencher) prepare(ctx context.Context) error {
 			return fmt.Errorf("error creating the bench key: %w", err)
 		}
 		app.AppID, app.APIKey = creds.ID, k.Key
-		if err := writeJSONFile(path, app); err != nil {
+		if err := wiring.WriteJSONFile(path, app); err != nil {
 			return err
 		}
 	}
@@ -789,7 +790,7 @@ func (b *bencher) profileSelf(name string) (func(), error) {
 // runs at other counts can be compared (peak RSS should stay flat).
 func (b *bencher) saveSummary(sum bench.Summary) {
 	path := filepath.Join(b.stack.Config.DataDir, fmt.Sprintf("bench-%s-%d.json", b.cfg.dataset, b.cfg.orders))
-	if err := writeJSONFile(path, sum); err != nil {
+	if err := wiring.WriteJSONFile(path, sum); err != nil {
 		b.log.Warn("could not save the summary", "error", err)
 	}
 }

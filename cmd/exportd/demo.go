@@ -13,6 +13,7 @@ import (
 
 	"github.com/exportd/exportd"
 	"github.com/exportd/exportd/contract"
+	"github.com/exportd/exportd/wiring"
 )
 
 // demoWindow covers the demo data (postgres.Seed's default window).
@@ -46,7 +47,7 @@ type statusDoc struct {
 // runDemo exports the first demo merchant's orders in all four formats
 // through the HTTP API, as a client would, then checks the files against
 // their manifest and the manifest against SQL.
-func runDemo(ctx context.Context, out io.Writer, stack *Stack) error {
+func runDemo(ctx context.Context, out io.Writer, stack *wiring.Stack) error {
 	app := stack.Info.Apps[0]
 	merchant := app.Merchants[0]
 	body := fmt.Sprintf(`{"merchantId": %q, "dataset": "orders", "start": %q, "end": %q, "formats": ["parquet", "arrow", "jsonl.gz", "csv.gz"], "maxRowsPerFile": 5000}`,
