@@ -26,6 +26,7 @@ import (
 	"github.com/exportd/exportd"
 	"github.com/exportd/exportd/activities"
 	"github.com/exportd/exportd/blob"
+	"github.com/exportd/exportd/contract"
 	"github.com/exportd/exportd/postgres"
 	"github.com/exportd/exportd/postgres/pgtest"
 )
@@ -340,9 +341,9 @@ func TestExportResumeIsByteIdentical(t *testing.T) {
 			var ts testsuite.WorkflowTestSuite
 			env := ts.NewTestActivityEnvironment()
 			env.RegisterActivity(f.acts)
-			var beats []activities.Heartbeat
+			var beats []contract.Heartbeat
 			env.SetOnActivityHeartbeatListener(func(_ *activity.Info, d converter.EncodedValues) {
-				var hb activities.Heartbeat
+				var hb contract.Heartbeat
 				require.NoError(t, d.Get(&hb))
 				beats = append(beats, hb)
 			})
@@ -352,9 +353,9 @@ func TestExportResumeIsByteIdentical(t *testing.T) {
 			require.ErrorAs(t, err, &app)
 			require.Equal(t, exportd.CodeSourceError, app.Type(), "an unclassified source failure is a transient source error")
 			require.False(t, app.NonRetryable())
-			var last activities.Heartbeat
+			var last contract.Heartbeat
 			require.NoError(t, app.Details(&last), "the failure carries the progress made")
-			require.Equal(t, activities.Heartbeat{Done: 15 * 97, Total: refMan.Rows, Part: 2, Rows: 1200}, last)
+			require.Equal(t, contract.Heartbeat{Done: 15 * 97, Total: refMan.Rows, Part: 2, Rows: 1200}, last)
 			require.NotEmpty(t, beats)
 
 			records := &postgres.Files{Pool: pool}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/exportd/exportd"
 	"github.com/exportd/exportd/blob"
+	"github.com/exportd/exportd/contract"
 	"github.com/exportd/exportd/format"
 	"github.com/exportd/exportd/postgres"
 )
@@ -29,8 +30,8 @@ type exporter struct {
 	spec exportd.Spec
 	tag  string
 
-	beat     Heartbeat // progress; Part and Rows as of the last commit
-	part     *part     // open part, nil between parts
+	beat     contract.Heartbeat // progress; Part and Rows as of the last commit
+	part     *part              // open part, nil between parts
 	lastBeat time.Time
 	// pending are the parts committed to the blob store but not yet
 	// recorded; beat.Rows counts recorded rows only, the resume point.
@@ -93,7 +94,7 @@ func (f *partFile) failed(err error) error {
 
 func newExporter(ctx context.Context, a *Activities, spec exportd.Spec, from postgres.Resume, total int64, tag string) *exporter {
 	return &exporter{ctx: ctx, a: a, spec: spec, tag: tag, lastBeat: a.now(), lastRecord: a.now(),
-		beat: Heartbeat{Done: from.Rows, Total: total, Part: from.Part, Rows: from.Rows}}
+		beat: contract.Heartbeat{Done: from.Rows, Total: total, Part: from.Part, Rows: from.Rows}}
 }
 
 // write is the Stream callback: it splits a page at part boundaries.

@@ -7,6 +7,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/exportd/exportd"
+	"github.com/exportd/exportd/contract"
 )
 
 // ErrTypeWorkerStopping is the failure type of an attempt cut short by
@@ -20,7 +21,7 @@ const ErrTypeWorkerStopping = "worker_stopping"
 // progress the attempt made so that the workflow can tell a failure that
 // keeps recurring from one that interrupted real work. An error the
 // layers below left unclassified gets code, and is taken as transient.
-func classify(ctx context.Context, code, step string, err error, beat *Heartbeat) error {
+func classify(ctx context.Context, code, step string, err error, beat *contract.Heartbeat) error {
 	if err == nil {
 		return nil
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/exportd/exportd"
 	"github.com/exportd/exportd/activities"
 	"github.com/exportd/exportd/blob/s3"
+	"github.com/exportd/exportd/contract"
 	"github.com/exportd/exportd/postgres"
 )
 
@@ -110,7 +111,7 @@ func TestPayloadsIndependentOfFileCount(t *testing.T) {
 		}
 		got := map[string]int{}
 		env.SetOnActivityHeartbeatListener(func(_ *activity.Info, d converter.EncodedValues) {
-			var hb activities.Heartbeat
+			var hb contract.Heartbeat
 			require.NoError(t, d.Get(&hb))
 			got["heartbeat"] = max(got["heartbeat"], size(hb))
 		})

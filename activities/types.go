@@ -45,21 +45,6 @@ type ExportResult struct {
 	FileCount int   `json:"fileCount"` // not "files": histories recorded before carry a list there
 }
 
-// Heartbeat is the Export activity's heartbeat detail: progress only.
-// Where a retried attempt resumes is read from the parts recorded in
-// PostgreSQL, not from here, so a lost heartbeat loses nothing.
-type Heartbeat struct {
-	// Done and Total come first so operators see progress at the top of
-	// the heartbeat details in the Web UI; fields decode by name.
-	Done  int64 `json:"done"`  // rows read so far
-	Total int64 `json:"total"` // rows planned
-	Part  int   `json:"part"`  // parts committed
-	Rows  int64 `json:"rows"`  // rows committed
-	// Partition is the partition of a partitioned export this attempt
-	// writes, for progress readers that add partitions up.
-	Partition int `json:"partition,omitempty"`
-}
-
 // FinalizeInput asks for the manifest of a finished export; the files
 // are read from their records.
 type FinalizeInput struct {

@@ -314,12 +314,12 @@ func mounts(s types.ServiceConfig, rel string) bool {
 	})
 }
 
-// searchAttributeNames reads workflows.SearchAttributeNames from its
+// searchAttributeNames reads contract.SearchAttributeNames from its
 // source rather than importing the package, so that these checks still run
 // while other packages are being edited.
 func searchAttributeNames(t *testing.T) []string {
 	t.Helper()
-	path := filepath.Join(repoRoot(t), "workflows", "shared.go")
+	path := filepath.Join(repoRoot(t), "contract", "contract.go")
 	f, err := parser.ParseFile(token.NewFileSet(), path, nil, 0)
 	require.NoError(t, err)
 	var names []string

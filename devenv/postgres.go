@@ -359,14 +359,9 @@ func launchPostgres(bin string, args []string, dir string, cred *syscall.Credent
 	cmd.Dir = dir
 	cmd.Env = postgresEnv()
 	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.SysProcAttr = &syscall.SysProcAttr{
-		// Its own process group keeps a terminal's Ctrl-C away from the
-		// server: the dev command decides the order of shutdown.
-		Setpgid: true,
-		// SIGINT is PostgreSQL's fast shutdown: clean, and quick.
-		Pdeathsig:  syscall.SIGINT,
-		Credential: cred,
-	}
+	// SIGINT is PostgreSQL's fast shutdown: clean, and quick.
+	cmd.SysProcAttr = ChildProcAttr(syscall.SIGINT)
+	cmd.SysProcAttr.Credential = cred
 	srv := &pgServer{cmd: cmd, done: make(chan struct{})}
 	started := make(chan error, 1)
 	go func() {

@@ -42,7 +42,7 @@ func (p *Process) Start() error {
 	cmd := exec.Command(p.Path, p.Args...)
 	cmd.Env, cmd.Dir = p.Env, p.Dir
 	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = ChildProcAttr(syscall.SIGKILL)
 	p.cmd, p.done, p.err = cmd, make(chan struct{}), nil
 	forked := make(chan error, 1)
 	go func() {

@@ -31,8 +31,8 @@ import (
 const TemporalNamespace = "default"
 
 // DefaultSearchAttributes are the Keyword attributes of section 4 of the
-// spec; they must match workflows.SearchAttributeNames, which devenv does
-// not import so that it builds while the workflows are being edited.
+// spec; they must match contract.SearchAttributeNames, which devenv does
+// not import, to stay a package about dev servers only.
 var DefaultSearchAttributes = []string{"ExportMerchant", "ExportDataset", "ExportPhase"}
 
 // Temporal runs the pinned Temporal CLI dev server as a child process, with
@@ -158,7 +158,7 @@ func (t *Temporal) launch(ctx context.Context, bin, dataDir string, prev tempora
 	cmd.Stderr = logFile
 	// Its own process group, so Stop reaches anything it spawns; and death
 	// with us, so a crashed `dev` leaves no server holding the SQLite file.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = ChildProcAttr(syscall.SIGKILL)
 	started := time.Now()
 	run := &temporalRun{cmd: cmd, done: make(chan struct{})}
 	// Pdeathsig fires when the forking thread exits, and the Go runtime

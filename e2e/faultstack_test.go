@@ -30,10 +30,9 @@ import (
 	"go.temporal.io/sdk/converter"
 	sdklog "go.temporal.io/sdk/log"
 
-	"github.com/exportd/exportd/activities"
+	"github.com/exportd/exportd/contract"
 	"github.com/exportd/exportd/devenv"
 	"github.com/exportd/exportd/postgres"
-	"github.com/exportd/exportd/workflows"
 )
 
 // faultStack is the dev stack assembled in the test process from the
@@ -73,7 +72,7 @@ func newFaultStack(t *testing.T, orders int) *faultStack {
 	s := &faultStack{owner: t, dir: dir}
 	s.pg = &devenv.Postgres{Dir: dir, NoSync: true, Log: log}
 	s.temporal = &devenv.Temporal{Bin: temporalBin(t), DataDir: dir, Logger: log,
-		SearchAttributes: workflows.SearchAttributeNames}
+		SearchAttributes: contract.SearchAttributeNames}
 	t.Cleanup(func() {
 		sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
@@ -302,13 +301,13 @@ type exportAttempt struct {
 	Attempt    int32
 	Running    bool
 	Beat       bool // the attempt has heartbeated
-	Checkpoint activities.Heartbeat
+	Checkpoint contract.Heartbeat
 }
 
 func (s *faultStack) exportAttempt(ctx context.Context, id string) (exportAttempt, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	d, err := s.tc.DescribeWorkflowExecution(ctx, workflows.WorkflowID(id), "")
+	d, err := s.tc.DescribeWorkflowExecution(ctx, contract.WorkflowID(id), "")
 	if err != nil {
 		return exportAttempt{}, err
 	}
@@ -341,7 +340,7 @@ func (s *faultStack) finalAttempt(ctx context.Context, id string) (int32, error)
 
 // exportsScheduled counts the Export activities in an export's history.
 func (s *faultStack) exportsScheduled(ctx context.Context, id string) (int32, error) {
-	it := s.tc.GetWorkflowHistory(ctx, workflows.WorkflowID(id), "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	it := s.tc.GetWorkflowHistory(ctx, contract.WorkflowID(id), "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
 	var n int32
 	for it.HasNext() {
 		e, err := it.Next()

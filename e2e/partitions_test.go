@@ -12,7 +12,7 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
 
-	"github.com/exportd/exportd/workflows"
+	"github.com/exportd/exportd/contract"
 )
 
 // TestPartitionsAcrossWorkers runs one large export, partitioned, on two
@@ -119,10 +119,10 @@ func TestPartitionsAcrossWorkers(t *testing.T) {
 	c, err = client.Dial(client.Options{HostPort: s.TemporalAddress, Namespace: "default"})
 	require.NoError(t, err)
 	defer c.Close()
-	parent := historyLength(t, c, workflows.WorkflowID(doc.ID), "")
+	parent := historyLength(t, c, contract.WorkflowID(doc.ID), "")
 	require.Less(t, parent, 120, "the export's own history does not hold its partitions")
 	runs, longest := 0, 0
-	id := workflows.PartitionsWorkflowID(doc.ID)
+	id := contract.PartitionsWorkflowID(doc.ID)
 	d, err := c.DescribeWorkflowExecution(context.Background(), id, "")
 	require.NoError(t, err)
 	for run := d.GetWorkflowExecutionInfo().GetExecution().GetRunId(); run != ""; run = previousRun(t, c, id, run) {

@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/exportd/exportd/devenv"
 )
 
 // Tests that run exportd subcommands as separate processes share one
@@ -104,7 +106,7 @@ func startChild(t, owner *testing.T, logDir, name string, env []string, args ...
 	cmd := exec.Command(bin, args...)
 	cmd.Env = env
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = devenv.ChildProcAttr(syscall.SIGKILL)
 	c := &child{name: name, cmd: cmd, logPath: logPath, done: make(chan struct{})}
 	started := make(chan error, 1)
 	go func() {

@@ -11,7 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/client"
 
-	"github.com/exportd/exportd/workflows"
+	"github.com/exportd/exportd/contract"
 )
 
 // TestQueueHealsItself is issue 9's wedged queue, with one running slot
@@ -96,7 +96,7 @@ func TestQueueHealsItself(t *testing.T) {
 
 	// B is terminated while it waits, and an API that died between
 	// enqueue and start left a row older than the reaper's grace period.
-	require.NoError(t, tc.TerminateWorkflow(ctx, workflows.WorkflowID(b), "", "test: terminated while queued"))
+	require.NoError(t, tc.TerminateWorkflow(ctx, contract.WorkflowID(b), "", "test: terminated while queued"))
 	_, err = pool.Exec(ctx, "INSERT INTO export_queue (export_id, merchant_id, enqueued_at) VALUES ('ghost', $1, now() - interval '40 seconds')", app.Merchants[1])
 	require.NoError(t, err)
 	require.Eventually(t, func() bool { return !queued(b) && !queued("ghost") }, 30*time.Second, 100*time.Millisecond,

@@ -15,7 +15,7 @@ import (
 // API's status, one CountWorkflow per status: visibility groups counts by
 // ExecutionStatus only, not by search attribute. workflowType and
 // phaseAttribute are the workflow's registered name and its phase search
-// attribute (workflows.WorkflowName, workflows.AttrPhase).
+// attribute (contract.WorkflowName, contract.AttrPhase).
 //
 // An export whose workflow closed without publishing a final phase
 // (terminated, timed out) still carries its last phase; it counts as

@@ -23,8 +23,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/exportd/exportd"
-	"github.com/exportd/exportd/activities"
-	"github.com/exportd/exportd/workflows"
+	"github.com/exportd/exportd/contract"
 )
 
 // ErrNotFound is returned for an export that does not exist.
@@ -42,20 +41,20 @@ func Start(ctx context.Context, c client.Client, spec exportd.Spec) (exportd.Sta
 	}
 	state := exportd.State{Spec: spec, Phase: exportd.PhaseQueued, CreatedAt: time.Now().UTC()}
 	_, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
-		ID:                                       workflows.WorkflowID(spec.ExportID),
-		TaskQueue:                                workflows.TaskQueue,
+		ID:                                       contract.WorkflowID(spec.ExportID),
+		TaskQueue:                                contract.TaskQueue,
 		WorkflowIDReusePolicy:                    enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
 		WorkflowExecutionErrorWhenAlreadyStarted: true,
 		// The memo and search attributes are there from the first moment,
 		// so the export is listed and described before a worker picks it up.
-		Memo: map[string]any{workflows.MemoState: state},
+		Memo: map[string]any{contract.MemoState: state},
 		TypedSearchAttributes: temporal.NewSearchAttributes(
-			workflows.AttrMerchant.ValueSet(spec.MerchantID),
-			workflows.AttrDataset.ValueSet(string(spec.Dataset)),
-			workflows.AttrPhase.ValueSet(string(exportd.PhaseQueued)),
+			contract.AttrMerchant.ValueSet(spec.MerchantID),
+			contract.AttrDataset.ValueSet(string(spec.Dataset)),
+			contract.AttrPhase.ValueSet(string(exportd.PhaseQueued)),
 		),
 		StaticSummary: Summary(spec),
-	}, workflows.WorkflowName, workflows.ExportInput{Spec: spec})
+	}, contract.WorkflowName, contract.ExportInput{Spec: spec})
 	var started *serviceerror.WorkflowExecutionAlreadyStarted
 	if errors.As(err, &started) {
 		return exportd.State{}, ErrExists
@@ -108,7 +107,7 @@ func Summary(s exportd.Spec) string {
 // worker: the phase from the memo, live progress from the heartbeat of
 // the pending Export activity.
 func Describe(ctx context.Context, c client.Client, exportID string) (exportd.State, error) {
-	resp, err := c.DescribeWorkflowExecution(ctx, workflows.WorkflowID(exportID), "")
+	resp, err := c.DescribeWorkflowExecution(ctx, contract.WorkflowID(exportID), "")
 	var nf *serviceerror.NotFound
 	if errors.As(err, &nf) {
 		return exportd.State{}, ErrNotFound
@@ -132,13 +131,13 @@ func Describe(ctx context.Context, c client.Client, exportID string) (exportd.St
 
 // exportHeartbeats returns the last heartbeats of the pending Export
 // activities.
-func exportHeartbeats(pending []*workflowpb.PendingActivityInfo) []activities.Heartbeat {
-	var out []activities.Heartbeat
+func exportHeartbeats(pending []*workflowpb.PendingActivityInfo) []contract.Heartbeat {
+	var out []contract.Heartbeat
 	for _, pa := range pending {
 		if pa.GetActivityType().GetName() != "Export" || pa.GetHeartbeatDetails() == nil {
 			continue
 		}
-		var hb activities.Heartbeat
+		var hb contract.Heartbeat
 		if err := converter.GetDefaultDataConverter().FromPayloads(pa.GetHeartbeatDetails(), &hb); err == nil {
 			out = append(out, hb)
 		}
@@ -151,7 +150,7 @@ func exportHeartbeats(pending []*workflowpb.PendingActivityInfo) []activities.He
 // the heartbeats of its running ones. A retry under way in a partition
 // shows as the export's retry.
 func partitionsProgress(ctx context.Context, c client.Client, s exportd.State) (exportd.State, error) {
-	resp, err := c.DescribeWorkflowExecution(ctx, workflows.PartitionsWorkflowID(s.Spec.ExportID), "")
+	resp, err := c.DescribeWorkflowExecution(ctx, contract.PartitionsWorkflowID(s.Spec.ExportID), "")
 	var nf *serviceerror.NotFound
 	if errors.As(err, &nf) {
 		return s, nil // not started yet
@@ -159,8 +158,8 @@ func partitionsProgress(ctx context.Context, c client.Client, s exportd.State) (
 	if err != nil {
 		return s, fmt.Errorf("error describing the partitions of export %s: %w", s.Spec.ExportID, err)
 	}
-	var p workflows.PartitionsProgress
-	if f, ok := resp.GetWorkflowExecutionInfo().GetMemo().GetFields()[workflows.MemoPartitions]; ok {
+	var p contract.PartitionsProgress
+	if f, ok := resp.GetWorkflowExecutionInfo().GetMemo().GetFields()[contract.MemoPartitions]; ok {
 		if err := converter.GetDefaultDataConverter().FromPayload(f, &p); err != nil {
 			return s, fmt.Errorf("error decoding the progress of export %s: %w", s.Spec.ExportID, err)
 		}
@@ -191,9 +190,9 @@ func partitionsProgress(ctx context.Context, c client.Client, s exportd.State) (
 // an operator, timed out).
 func stateOf(memo *commonpb.Memo, status enumspb.WorkflowExecutionStatus) (exportd.State, error) {
 	var s exportd.State
-	p, ok := memo.GetFields()[workflows.MemoState]
+	p, ok := memo.GetFields()[contract.MemoState]
 	if !ok {
-		return s, fmt.Errorf("export workflow has no %q memo", workflows.MemoState)
+		return s, fmt.Errorf("export workflow has no %q memo", contract.MemoState)
 	}
 	if err := converter.GetDefaultDataConverter().FromPayload(p, &s); err != nil {
 		return s, fmt.Errorf("error decoding export state: %w", err)
@@ -222,7 +221,7 @@ func stateOf(memo *commonpb.Memo, status enumspb.WorkflowExecutionStatus) (expor
 // Cancel asks an export to stop; a READY export has its files purged
 // early. Canceling a finished export is a no-op.
 func Cancel(ctx context.Context, c client.Client, exportID string) error {
-	err := c.CancelWorkflow(ctx, workflows.WorkflowID(exportID), "")
+	err := c.CancelWorkflow(ctx, contract.WorkflowID(exportID), "")
 	var nf *serviceerror.NotFound
 	if errors.As(err, &nf) {
 		return nil // already closed
@@ -235,7 +234,7 @@ func Cancel(ctx context.Context, c client.Client, exportID string) error {
 
 // Extend moves a READY export's expiry (capped at the maximum retention).
 func Extend(ctx context.Context, c client.Client, exportID string, until time.Time) error {
-	err := c.SignalWorkflow(ctx, workflows.WorkflowID(exportID), "", workflows.SignalExtend, workflows.ExtendSignal{AvailableUntil: until})
+	err := c.SignalWorkflow(ctx, contract.WorkflowID(exportID), "", contract.SignalExtend, contract.ExtendSignal{AvailableUntil: until})
 	if err != nil {
 		return fmt.Errorf("error signaling export workflow: %w", err)
 	}
@@ -253,7 +252,7 @@ type ListQuery struct {
 // List returns exports from Temporal visibility, newest first, with the
 // state in their memo (progress is as of the last phase change).
 func List(ctx context.Context, c client.Client, q ListQuery) ([]exportd.State, []byte, error) {
-	query := fmt.Sprintf("WorkflowType = '%s'", workflows.WorkflowName)
+	query := fmt.Sprintf("WorkflowType = '%s'", contract.WorkflowName)
 	if q.MerchantID != "" {
 		query += fmt.Sprintf(" AND ExportMerchant = '%s'", escape(q.MerchantID))
 	}

@@ -16,9 +16,8 @@ import (
 	"go.temporal.io/sdk/converter"
 
 	"github.com/exportd/exportd"
-	"github.com/exportd/exportd/activities"
+	"github.com/exportd/exportd/contract"
 	"github.com/exportd/exportd/starter"
-	"github.com/exportd/exportd/workflows"
 )
 
 // poll is one answer of describeClient: a memo state, the workflow's
@@ -26,7 +25,7 @@ import (
 type poll struct {
 	state     exportd.State
 	status    enumspb.WorkflowExecutionStatus
-	heartbeat *activities.Heartbeat
+	heartbeat *contract.Heartbeat
 	err       error
 }
 
@@ -41,7 +40,7 @@ type describeClient struct {
 }
 
 func (c *describeClient) DescribeWorkflowExecution(ctx context.Context, workflowID, runID string) (*workflowservice.DescribeWorkflowExecutionResponse, error) {
-	require.Equal(c.t, workflows.WorkflowID("x1"), workflowID)
+	require.Equal(c.t, contract.WorkflowID("x1"), workflowID)
 	p := c.polls[min(c.calls, len(c.polls)-1)]
 	c.calls++
 	if p.err != nil {
@@ -56,7 +55,7 @@ func (c *describeClient) DescribeWorkflowExecution(ctx context.Context, workflow
 	}
 	resp := &workflowservice.DescribeWorkflowExecutionResponse{
 		WorkflowExecutionInfo: &workflowpb.WorkflowExecutionInfo{
-			Memo:   &commonpb.Memo{Fields: map[string]*commonpb.Payload{workflows.MemoState: memo}},
+			Memo:   &commonpb.Memo{Fields: map[string]*commonpb.Payload{contract.MemoState: memo}},
 			Status: status,
 		},
 	}
@@ -79,7 +78,7 @@ func TestWaitReportsProgressUntilReady(t *testing.T) {
 	c := &describeClient{t: t, polls: []poll{
 		{state: state(exportd.PhaseQueued, 0, 0)},
 		{state: state(exportd.PhaseExporting, 0, 1000)},
-		{state: state(exportd.PhaseExporting, 0, 1000), heartbeat: &activities.Heartbeat{Done: 400, Total: 1000}},
+		{state: state(exportd.PhaseExporting, 0, 1000), heartbeat: &contract.Heartbeat{Done: 400, Total: 1000}},
 		{state: state(exportd.PhaseReady, 1000, 1000)},
 		{err: errors.New("polled after READY")},
 	}}

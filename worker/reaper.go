@@ -11,8 +11,8 @@ import (
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/api/workflowservice/v1"
 
+	"github.com/exportd/exportd/contract"
 	"github.com/exportd/exportd/postgres"
-	"github.com/exportd/exportd/workflows"
 )
 
 // Temporal is what the reaper asks of Temporal; client.Client
@@ -164,7 +164,7 @@ func (s workflowStatus) String() string {
 // that whole ID as its export ID, so a missing export-<id> is looked up
 // as <id> too.
 func (r *Reaper) status(ctx context.Context, exportID string) (workflowStatus, error) {
-	st, err := r.describe(ctx, workflows.WorkflowID(exportID))
+	st, err := r.describe(ctx, contract.WorkflowID(exportID))
 	if st == workflowMissing && err == nil {
 		return r.describe(ctx, exportID)
 	}
@@ -192,7 +192,7 @@ func (r *Reaper) describe(ctx context.Context, workflowID string) (workflowStatu
 // waiter one backoff period, so failures are only logged.
 func (r *Reaper) wake(ctx context.Context, ids []string) {
 	for _, id := range ids {
-		if err := r.Temporal.SignalWorkflow(ctx, workflows.WorkflowID(id), "", workflows.SignalSlotFree, nil); err != nil {
+		if err := r.Temporal.SignalWorkflow(ctx, contract.WorkflowID(id), "", contract.SignalSlotFree, nil); err != nil {
 			r.logger().Debug("queue reaper could not wake an export", "export_id", id, "error", err)
 		}
 	}

@@ -14,10 +14,10 @@ import (
 	workflowpb "go.temporal.io/api/workflow/v1"
 	"go.temporal.io/api/workflowservice/v1"
 
+	"github.com/exportd/exportd/contract"
 	"github.com/exportd/exportd/postgres"
 	"github.com/exportd/exportd/postgres/pgtest"
 	"github.com/exportd/exportd/worker"
-	"github.com/exportd/exportd/workflows"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
@@ -52,7 +52,7 @@ func (f *fakeTemporal) DescribeWorkflowExecution(_ context.Context, workflowID, 
 func (f *fakeTemporal) SignalWorkflow(_ context.Context, workflowID, _, signal string, _ any) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if signal != workflows.SignalSlotFree {
+	if signal != contract.SignalSlotFree {
 		return errors.New("unexpected signal " + signal)
 	}
 	f.signals = append(f.signals, workflowID)
@@ -104,14 +104,14 @@ func TestReaperPass(t *testing.T) {
 
 	tc := &fakeTemporal{
 		statuses: map[string]enumspb.WorkflowExecutionStatus{
-			workflows.WorkflowID("live"):   running,
-			workflows.WorkflowID("killed"): terminated,
-			workflows.WorkflowID("done"):   completed,
-			workflows.WorkflowID("flaky"):  running,
-			"byhand":                       running,
-			workflows.WorkflowID("next"):   running,
+			contract.WorkflowID("live"):   running,
+			contract.WorkflowID("killed"): terminated,
+			contract.WorkflowID("done"):   completed,
+			contract.WorkflowID("flaky"):  running,
+			"byhand":                      running,
+			contract.WorkflowID("next"):   running,
 		},
-		broken: map[string]bool{workflows.WorkflowID("flaky"): true},
+		broken: map[string]bool{contract.WorkflowID("flaky"): true},
 	}
 	r := &worker.Reaper{Queue: q, Temporal: tc, Limits: l, Every: time.Hour, Grace: time.Minute}
 	res, err := r.Pass(ctx)
@@ -132,7 +132,7 @@ func TestReaperPass(t *testing.T) {
 		FROM export_queue WHERE export_id = 'live'`).Scan(&leaseLeft))
 	require.Greater(t, leaseLeft, 50*time.Second, "renewed to a minute from now")
 	// Freeing killed's slot wakes the first waiting export in line.
-	require.Contains(t, tc.signals, workflows.WorkflowID("flaky"))
+	require.Contains(t, tc.signals, contract.WorkflowID("flaky"))
 
 	res, err = r.Pass(ctx)
 	require.NoError(t, err)
@@ -150,15 +150,15 @@ func TestReaperRunFreesAWedgedQueue(t *testing.T) {
 	tc := &fakeTemporal{statuses: map[string]enumspb.WorkflowExecutionStatus{}}
 	now := time.Now()
 	for i, id := range []string{"A", "B"} {
-		tc.set(workflows.WorkflowID(id), running)
+		tc.set(contract.WorkflowID(id), running)
 		_, err := q.TryAcquire(ctx, id, "M", now.Add(time.Duration(i)*time.Millisecond), l)
 		require.NoError(t, err)
 	}
-	tc.set(workflows.WorkflowID("B"), terminated)
+	tc.set(contract.WorkflowID("B"), terminated)
 	_, err := q.Release(ctx, "A", l)
 	require.NoError(t, err)
-	tc.set(workflows.WorkflowID("A"), completed)
-	tc.set(workflows.WorkflowID("C"), running)
+	tc.set(contract.WorkflowID("A"), completed)
+	tc.set(contract.WorkflowID("C"), running)
 	adm, err := q.TryAcquire(ctx, "C", "M", now.Add(time.Second), l)
 	require.NoError(t, err)
 	require.False(t, adm.Acquired, "B's row is ahead of C")
@@ -171,7 +171,7 @@ func TestReaperRunFreesAWedgedQueue(t *testing.T) {
 		defer tc.mu.Unlock()
 		return len(tc.signals) > 0
 	}, 10*time.Second, 10*time.Millisecond, "C is woken")
-	require.Equal(t, workflows.WorkflowID("C"), tc.signals[0])
+	require.Equal(t, contract.WorkflowID("C"), tc.signals[0])
 	adm, err = q.TryAcquire(ctx, "C", "M", now.Add(time.Second), l)
 	require.NoError(t, err)
 	require.True(t, adm.Acquired)

@@ -11,6 +11,7 @@ import (
 	sdkworker "go.temporal.io/sdk/worker"
 
 	"github.com/exportd/exportd/activities"
+	"github.com/exportd/exportd/contract"
 	"github.com/exportd/exportd/workflows"
 )
 
@@ -24,12 +25,12 @@ type Options struct {
 }
 
 // New returns a worker, not yet started, that runs ExportWorkflow and the
-// methods of a on workflows.TaskQueue.
+// methods of a on contract.TaskQueue.
 func New(c client.Client, a *activities.Activities, o Options) sdkworker.Worker {
 	if o.MaxConcurrentExports <= 0 {
 		o.MaxConcurrentExports = 2
 	}
-	w := sdkworker.New(c, workflows.TaskQueue, sdkworker.Options{
+	w := sdkworker.New(c, contract.TaskQueue, sdkworker.Options{
 		MaxConcurrentActivityExecutionSize: o.MaxConcurrentExports,
 		// A stopping worker lets a running export reach its next heartbeat
 		// instead of dropping it mid-part.
@@ -51,7 +52,7 @@ func New(c client.Client, a *activities.Activities, o Options) sdkworker.Worker 
 // activities on r; replay and workflow tests use it so they see the same
 // names as production.
 func Register(r sdkworker.Registry, a *activities.Activities, cfg workflows.Config) {
-	r.RegisterWorkflowWithOptions(cfg.Export, workflow.RegisterOptions{Name: workflows.WorkflowName})
-	r.RegisterWorkflowWithOptions(cfg.ExportPartitions, workflow.RegisterOptions{Name: workflows.PartitionsWorkflowName})
+	r.RegisterWorkflowWithOptions(cfg.Export, workflow.RegisterOptions{Name: contract.WorkflowName})
+	r.RegisterWorkflowWithOptions(cfg.ExportPartitions, workflow.RegisterOptions{Name: contract.PartitionsWorkflowName})
 	r.RegisterActivity(a)
 }

@@ -15,14 +15,8 @@ import (
 
 	"github.com/exportd/exportd"
 	"github.com/exportd/exportd/activities"
+	"github.com/exportd/exportd/contract"
 )
-
-// ExportInput is the workflow's input: the export's spec as plain JSON, so
-// `temporal workflow start --input '{"merchantId": ...}'` starts one too.
-// When exportId is empty the workflow ID names the export.
-type ExportInput struct {
-	exportd.Spec
-}
 
 // ExportResult is what a finished export workflow returns.
 type ExportResult struct {
@@ -30,12 +24,6 @@ type ExportResult struct {
 	Rows  int64          `json:"rows"`
 	Files int            `json:"files"`
 	Tally *exportd.Tally `json:"tally,omitempty"`
-}
-
-// ExtendSignal moves an export's expiry. The new time is capped at the
-// export's creation plus exportd.MaxRetention.
-type ExtendSignal struct {
-	AvailableUntil time.Time `json:"availableUntil"`
 }
 
 // Activity timeouts. The heartbeat timeout bounds how long a crashed
@@ -46,21 +34,21 @@ const (
 )
 
 // ExportWorkflow runs one export with the default Config.
-func ExportWorkflow(ctx workflow.Context, in ExportInput) (ExportResult, error) {
+func ExportWorkflow(ctx workflow.Context, in contract.ExportInput) (ExportResult, error) {
 	return Config{}.Export(ctx, in)
 }
 
 // Export runs one export from QUEUED to EXPIRED (or FAILED or CANCELED).
 // Its state is published in the memo and by the status query. The worker
 // registers it as ExportWorkflow.
-func (c Config) Export(ctx workflow.Context, in ExportInput) (ExportResult, error) {
+func (c Config) Export(ctx workflow.Context, in contract.ExportInput) (ExportResult, error) {
 	r := &run{cfg: c, state: exportd.State{Spec: in.Spec, Phase: exportd.PhaseQueued}}
 	info := workflow.GetInfo(ctx)
 	r.state.CreatedAt = info.WorkflowStartTime.UTC()
 	if r.state.Spec.ExportID == "" {
-		r.state.Spec.ExportID = ExportIDFromWorkflowID(info.WorkflowExecution.ID)
+		r.state.Spec.ExportID = contract.ExportIDFromWorkflowID(info.WorkflowExecution.ID)
 	}
-	if err := workflow.SetQueryHandler(ctx, QueryStatus, func() (exportd.State, error) {
+	if err := workflow.SetQueryHandler(ctx, contract.QueryStatus, func() (exportd.State, error) {
 		return r.state, nil
 	}); err != nil {
 		return ExportResult{}, fmt.Errorf("error registering status query: %w", err)
@@ -114,7 +102,7 @@ func (r *run) export(ctx workflow.Context) error {
 
 	short := workflow.ActivityOptions{StartToCloseTimeout: 15 * time.Minute}
 	var plan activities.PlanResult
-	if err := r.do(ctx, r.step("plan", short, a.Plan, func(int, activities.Heartbeat) any {
+	if err := r.do(ctx, r.step("plan", short, a.Plan, func(int, contract.Heartbeat) any {
 		return activities.PlanInput{Spec: spec}
 	}), &plan); err != nil {
 		return err
@@ -136,7 +124,7 @@ func (r *run) export(ctx workflow.Context) error {
 			return err
 		}
 		out = activities.ExportResult{Rows: res.Rows, FileCount: res.FileCount}
-	} else if err := r.do(ctx, r.step("export", exportOptions(spec, ""), a.Export, func(n int, last activities.Heartbeat) any {
+	} else if err := r.do(ctx, r.step("export", exportOptions(spec, ""), a.Export, func(n int, last contract.Heartbeat) any {
 		return activities.ExportInput{Spec: spec, Total: plan.Total, Attempt: n, Shown: last.Done}
 	}), &out); err != nil {
 		return err
@@ -152,7 +140,7 @@ func (r *run) export(ctx workflow.Context) error {
 
 	var fin activities.FinalizeResult
 	generated := workflow.Now(ctx).UTC()
-	if err := r.do(ctx, r.step("finalize", short, a.Finalize, func(n int, _ activities.Heartbeat) any {
+	if err := r.do(ctx, r.step("finalize", short, a.Finalize, func(n int, _ contract.Heartbeat) any {
 		return activities.FinalizeInput{Spec: spec, GeneratedAt: generated, Attempt: n}
 	}), &fin); err != nil {
 		return err
@@ -234,7 +222,7 @@ func (r *run) admit(ctx workflow.Context) error {
 		StartToCloseTimeout: 30 * time.Second,
 		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: 30 * time.Second},
 	})
-	wake := workflow.GetSignalChannel(ctx, SignalSlotFree)
+	wake := workflow.GetSignalChannel(ctx, contract.SignalSlotFree)
 	r.queued = true
 	backoff := time.Second
 	for {
@@ -288,14 +276,14 @@ func (r *run) release(ctx workflow.Context) {
 	}
 	for _, id := range res.Next {
 		// Best effort: a missed wake-up costs the waiter one timer period.
-		_ = workflow.SignalExternalWorkflow(dctx, WorkflowID(id), "", SignalSlotFree, nil).Get(dctx, nil)
+		_ = workflow.SignalExternalWorkflow(dctx, contract.WorkflowID(id), "", contract.SignalSlotFree, nil).Get(dctx, nil)
 	}
 }
 
 // keep holds the files until availableUntil, which the extend signal can
 // move; it returns when the timer fires or the workflow is canceled.
 func (r *run) keep(ctx workflow.Context) error {
-	extend := workflow.GetSignalChannel(ctx, SignalExtend)
+	extend := workflow.GetSignalChannel(ctx, contract.SignalExtend)
 	maxUntil := r.state.CreatedAt.Add(exportd.MaxRetention)
 	for {
 		timerCtx, stopTimer := workflow.WithCancel(ctx)
@@ -308,7 +296,7 @@ func (r *run) keep(ctx workflow.Context) error {
 			timerErr = f.Get(ctx, nil)
 		})
 		sel.AddReceive(extend, func(c workflow.ReceiveChannel, _ bool) {
-			var sig ExtendSignal
+			var sig contract.ExtendSignal
 			c.Receive(ctx, &sig)
 			until := sig.AvailableUntil.UTC()
 			if until.After(maxUntil) {
@@ -394,14 +382,14 @@ func (r *run) result() ExportResult {
 // find it: the memo, the search attributes and the UI's current details.
 func (r *run) publish(ctx workflow.Context, p exportd.Phase) error {
 	r.state.Phase = p
-	if err := workflow.UpsertMemo(ctx, map[string]any{MemoState: r.state}); err != nil {
+	if err := workflow.UpsertMemo(ctx, map[string]any{contract.MemoState: r.state}); err != nil {
 		return fmt.Errorf("error upserting memo: %w", err)
 	}
 	spec := r.state.Spec
 	if err := workflow.UpsertTypedSearchAttributes(ctx,
-		AttrMerchant.ValueSet(spec.MerchantID),
-		AttrDataset.ValueSet(string(spec.Dataset)),
-		AttrPhase.ValueSet(string(p)),
+		contract.AttrMerchant.ValueSet(spec.MerchantID),
+		contract.AttrDataset.ValueSet(string(spec.Dataset)),
+		contract.AttrPhase.ValueSet(string(p)),
 	); err != nil {
 		return fmt.Errorf("error upserting search attributes: %w", err)
 	}

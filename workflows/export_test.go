@@ -14,14 +14,15 @@ import (
 
 	"github.com/exportd/exportd"
 	"github.com/exportd/exportd/activities"
+	"github.com/exportd/exportd/contract"
 	"github.com/exportd/exportd/worker"
 	"github.com/exportd/exportd/workflows"
 )
 
 var a *activities.Activities
 
-func testInput() workflows.ExportInput {
-	return workflows.ExportInput{Spec: exportd.Spec{
+func testInput() contract.ExportInput {
+	return contract.ExportInput{Spec: exportd.Spec{
 		ExportID:   "exp1",
 		MerchantID: "M1",
 		Dataset:    exportd.Orders,
@@ -52,7 +53,7 @@ func finalizeResult(rows int64) activities.FinalizeResult {
 
 func queryState(t *testing.T, env *testsuite.TestWorkflowEnvironment) exportd.State {
 	t.Helper()
-	v, err := env.QueryWorkflow(workflows.QueryStatus)
+	v, err := env.QueryWorkflow(contract.QueryStatus)
 	require.NoError(t, err)
 	var s exportd.State
 	require.NoError(t, v.Get(&s))
@@ -71,7 +72,7 @@ func TestExportWorkflowHappyPathExpires(t *testing.T) {
 	var ready exportd.State
 	env.RegisterDelayedCallback(func() { ready = queryState(t, env) }, time.Hour)
 
-	env.ExecuteWorkflow(workflows.WorkflowName, testInput())
+	env.ExecuteWorkflow(contract.WorkflowName, testInput())
 	require.True(t, env.IsWorkflowCompleted())
 	require.NoError(t, env.GetWorkflowError())
 
@@ -100,17 +101,17 @@ func TestExportWorkflowExtendSignal(t *testing.T) {
 
 	start := env.Now()
 	env.RegisterDelayedCallback(func() {
-		env.SignalWorkflow(workflows.SignalExtend, workflows.ExtendSignal{AvailableUntil: start.Add(48 * time.Hour)})
+		env.SignalWorkflow(contract.SignalExtend, contract.ExtendSignal{AvailableUntil: start.Add(48 * time.Hour)})
 	}, time.Hour)
 	var at30h, at49h exportd.State
 	env.RegisterDelayedCallback(func() { at30h = queryState(t, env) }, 30*time.Hour)
 	// Extending past the maximum retention is capped at creation + max.
 	env.RegisterDelayedCallback(func() {
-		env.SignalWorkflow(workflows.SignalExtend, workflows.ExtendSignal{AvailableUntil: start.Add(365 * 24 * time.Hour)})
+		env.SignalWorkflow(contract.SignalExtend, contract.ExtendSignal{AvailableUntil: start.Add(365 * 24 * time.Hour)})
 	}, 40*time.Hour)
 	env.RegisterDelayedCallback(func() { at49h = queryState(t, env) }, 49*time.Hour)
 
-	env.ExecuteWorkflow(workflows.WorkflowName, testInput())
+	env.ExecuteWorkflow(contract.WorkflowName, testInput())
 	require.NoError(t, env.GetWorkflowError())
 	require.Equal(t, exportd.PhaseReady, at30h.Phase)
 	require.Equal(t, exportd.PhaseReady, at49h.Phase)
@@ -126,7 +127,7 @@ func TestExportWorkflowCancelPurges(t *testing.T) {
 	env.OnActivity(a.Purge, mock.Anything, activities.PurgeInput{ExportID: "exp1"}).Return(activities.PurgeResult{Purged: true}, nil).Once()
 	env.RegisterDelayedCallback(env.CancelWorkflow, 10*time.Minute)
 
-	env.ExecuteWorkflow(workflows.WorkflowName, testInput())
+	env.ExecuteWorkflow(contract.WorkflowName, testInput())
 	require.True(t, env.IsWorkflowCompleted())
 	var canceled *temporal.CanceledError
 	require.ErrorAs(t, env.GetWorkflowError(), &canceled)
@@ -142,7 +143,7 @@ func TestExportWorkflowCancelWhileReadyExpires(t *testing.T) {
 	env.OnActivity(a.Purge, mock.Anything, mock.Anything).Return(activities.PurgeResult{Purged: true}, nil).Once()
 	env.RegisterDelayedCallback(env.CancelWorkflow, time.Hour)
 
-	env.ExecuteWorkflow(workflows.WorkflowName, testInput())
+	env.ExecuteWorkflow(contract.WorkflowName, testInput())
 	require.NoError(t, env.GetWorkflowError())
 	s := queryState(t, env)
 	require.Equal(t, exportd.PhaseExpired, s.Phase)
@@ -168,7 +169,7 @@ func TestExportWorkflowFailureMapping(t *testing.T) {
 			env.OnActivity(a.Export, mock.Anything, mock.Anything).Return(activities.ExportResult{}, tt.err)
 			env.OnActivity(a.Purge, mock.Anything, mock.Anything).Return(activities.PurgeResult{Purged: true}, nil).Maybe()
 
-			env.ExecuteWorkflow(workflows.WorkflowName, testInput())
+			env.ExecuteWorkflow(contract.WorkflowName, testInput())
 			require.Error(t, env.GetWorkflowError())
 			s := queryState(t, env)
 			require.Equal(t, exportd.PhaseFailed, s.Phase)
@@ -183,7 +184,7 @@ func TestExportWorkflowRejectsInvalidInput(t *testing.T) {
 	env := newEnv(t)
 	in := testInput()
 	in.Dataset = "customers"
-	env.ExecuteWorkflow(workflows.WorkflowName, in)
+	env.ExecuteWorkflow(contract.WorkflowName, in)
 	var app *temporal.ApplicationError
 	require.ErrorAs(t, env.GetWorkflowError(), &app)
 	require.Equal(t, exportd.CodeInvalidRequest, app.Type())
@@ -204,7 +205,7 @@ func TestExportWorkflowRetriesTransientFailures(t *testing.T) {
 		attempts++
 		if attempts < 3 {
 			return activities.ExportResult{}, temporal.NewApplicationErrorWithOptions("reading the source: connection refused",
-				exportd.CodeSourceError, temporal.ApplicationErrorOptions{Details: []any{activities.Heartbeat{Done: 2, Rows: 2}}})
+				exportd.CodeSourceError, temporal.ApplicationErrorOptions{Details: []any{contract.Heartbeat{Done: 2, Rows: 2}}})
 		}
 		return exportResult(3), nil
 	})
@@ -215,7 +216,7 @@ func TestExportWorkflowRetriesTransientFailures(t *testing.T) {
 	env.RegisterDelayedCallback(func() { ready = queryState(t, env) }, time.Hour)
 	start := env.Now()
 
-	env.ExecuteWorkflow(workflows.WorkflowName, testInput())
+	env.ExecuteWorkflow(contract.WorkflowName, testInput())
 	require.NoError(t, env.GetWorkflowError())
 	require.Equal(t, 3, attempts)
 	require.Equal(t, exportd.PhaseExporting, waiting.Phase)
@@ -269,7 +270,7 @@ func TestExportWorkflowFailureClasses(t *testing.T) {
 			})
 			env.OnActivity(a.Purge, mock.Anything, mock.Anything).Return(activities.PurgeResult{Purged: true}, nil)
 			start := env.Now()
-			env.ExecuteWorkflow(workflows.WorkflowName, testInput())
+			env.ExecuteWorkflow(contract.WorkflowName, testInput())
 			require.Error(t, env.GetWorkflowError())
 			st := queryState(t, env)
 			require.Equal(t, exportd.PhaseFailed, st.Phase)
@@ -309,12 +310,12 @@ func TestExportWorkflowRetryBoundCountsFromProgress(t *testing.T) {
 		// Every fourth attempt commits a part: the failures never run
 		// for the whole bound in a row.
 		return activities.ExportResult{}, temporal.NewApplicationErrorWithOptions("storage flaky", exportd.CodeStorageError,
-			temporal.ApplicationErrorOptions{Details: []any{activities.Heartbeat{Rows: int64(attempts / 4)}}})
+			temporal.ApplicationErrorOptions{Details: []any{contract.Heartbeat{Rows: int64(attempts / 4)}}})
 	})
 	env.OnActivity(a.Finalize, mock.Anything, mock.Anything).Return(finalizeResult(100), nil)
 	env.OnActivity(a.Purge, mock.Anything, mock.Anything).Return(activities.PurgeResult{Purged: true}, nil)
 	start := env.Now()
-	env.ExecuteWorkflow(workflows.WorkflowName, testInput())
+	env.ExecuteWorkflow(contract.WorkflowName, testInput())
 	require.NoError(t, env.GetWorkflowError())
 	require.Equal(t, 40, attempts)
 	require.Greater(t, env.Now().Sub(start), 30*time.Second, "ran longer than the bound, making progress")
@@ -329,13 +330,13 @@ func TestExportWorkflowIDFromWorkflowID(t *testing.T) {
 	env.OnActivity(a.Export, mock.Anything, mock.Anything).Return(exportResult(0), nil)
 	env.OnActivity(a.Finalize, mock.Anything, mock.Anything).Return(activities.FinalizeResult{}, nil)
 	env.OnActivity(a.Purge, mock.Anything, activities.PurgeInput{ExportID: "byhand"}).Return(activities.PurgeResult{Purged: true}, nil)
-	env.ExecuteWorkflow(workflows.WorkflowName, in)
+	env.ExecuteWorkflow(contract.WorkflowName, in)
 	require.NoError(t, env.GetWorkflowError())
 	env.AssertExpectations(t)
 }
 
 func startOptions(id string) client.StartWorkflowOptions {
-	return client.StartWorkflowOptions{ID: id, TaskQueue: workflows.TaskQueue}
+	return client.StartWorkflowOptions{ID: id, TaskQueue: contract.TaskQueue}
 }
 
 // TestExportWorkflowWaitsQueued checks admission: while the queue refuses,
@@ -364,16 +365,16 @@ func TestExportWorkflowWaitsQueued(t *testing.T) {
 	env.OnActivity(a.Export, mock.Anything, mock.Anything).Return(exportResult(1), nil)
 	env.OnActivity(a.Finalize, mock.Anything, mock.Anything).Return(activities.FinalizeResult{}, nil)
 	env.OnActivity(a.Purge, mock.Anything, mock.Anything).Return(activities.PurgeResult{Purged: true}, nil)
-	env.OnSignalExternalWorkflow("default-test-namespace", "export-exp2", "", workflows.SignalSlotFree, nil).Return(nil).Once()
+	env.OnSignalExternalWorkflow("default-test-namespace", "export-exp2", "", contract.SignalSlotFree, nil).Return(nil).Once()
 
 	var waiting exportd.State
 	env.RegisterDelayedCallback(func() { waiting = queryState(t, env) }, 1500*time.Millisecond)
 	// The second wait would last 2s; the signal ends it early.
-	env.RegisterDelayedCallback(func() { env.SignalWorkflow(workflows.SignalSlotFree, nil) }, 1500*time.Millisecond)
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(contract.SignalSlotFree, nil) }, 1500*time.Millisecond)
 	var running exportd.State
 	env.RegisterDelayedCallback(func() { running = queryState(t, env) }, 2*time.Second)
 
-	env.ExecuteWorkflow(workflows.WorkflowName, testInput())
+	env.ExecuteWorkflow(contract.WorkflowName, testInput())
 	require.NoError(t, env.GetWorkflowError())
 	require.Equal(t, exportd.PhaseQueued, waiting.Phase)
 	require.NotNil(t, waiting.QueuePosition)
@@ -408,7 +409,7 @@ func TestExportWorkflowNotifiesWebhook(t *testing.T) {
 				notified = append(notified, in.State)
 				return activities.NotifyResult{Status: 204}, nil
 			})
-			env.ExecuteWorkflow(workflows.WorkflowName, in)
+			env.ExecuteWorkflow(contract.WorkflowName, in)
 			require.Equal(t, tc.fail, env.GetWorkflowError() != nil)
 			require.Len(t, notified, 1)
 			require.Equal(t, tc.phase, notified[0].Phase)
@@ -427,7 +428,7 @@ func TestExportWorkflowPublishesProgressAfterExport(t *testing.T) {
 		return finalizeResult(7), nil
 	})
 	env.OnActivity(a.Purge, mock.Anything, mock.Anything).Return(activities.PurgeResult{Purged: true}, nil)
-	env.ExecuteWorkflow(workflows.WorkflowName, testInput())
+	env.ExecuteWorkflow(contract.WorkflowName, testInput())
 	require.NoError(t, env.GetWorkflowError())
 	require.Equal(t, exportd.PhaseExporting, during.Phase)
 	require.Equal(t, exportd.Progress{Rows: 7, Total: 7}, during.Progress, "between Export and READY progress is not 0")

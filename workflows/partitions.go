@@ -8,23 +8,13 @@ import (
 
 	"github.com/exportd/exportd"
 	"github.com/exportd/exportd/activities"
+	"github.com/exportd/exportd/contract"
 )
-
-// PartitionsWorkflowName is the registered type of the child workflow
-// that runs a partitioned export's partitions.
-const PartitionsWorkflowName = "ExportPartitions"
-
-// MemoPartitions is the child workflow's memo field holding its
-// PartitionsProgress, read by the API for live progress.
-const MemoPartitions = "partitions"
 
 // partitionsPerRun bounds the partitions one run of the child workflow
 // starts before it continues as new, so its history stays bounded however
 // many partitions an export has: about six events a partition.
 const partitionsPerRun = 100
-
-// PartitionsWorkflowID names the child workflow of an export.
-func PartitionsWorkflowID(exportID string) string { return WorkflowID(exportID) + "-partitions" }
 
 // PartitionsInput is the child workflow's input: the export, its plan,
 // and where this run of the workflow starts.
@@ -48,29 +38,18 @@ type PartitionsResult struct {
 	FileCount int   `json:"fileCount"`
 }
 
-// PartitionsProgress is the child workflow's memo: the rows of finished
-// partitions, and a retry under way, if any. Running partitions add their
-// heartbeats.
-type PartitionsProgress struct {
-	Rows  int64          `json:"rows"`
-	Retry *exportd.Retry `json:"retry,omitempty"`
-	// Shown holds the progress of partitions between two attempts, which
-	// have no heartbeat to read, by partition: so progress never drops.
-	Shown map[int]int64 `json:"shown,omitempty"`
-}
-
 // partitions runs a partitioned export's partitions in the child
 // workflow and returns what they wrote. Canceling the export cancels the
 // child, and with it every running partition.
 func (r *run) partitions(ctx workflow.Context, plan activities.PlanResult) (PartitionsResult, error) {
 	cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
-		WorkflowID:    PartitionsWorkflowID(r.state.Spec.ExportID),
+		WorkflowID:    contract.PartitionsWorkflowID(r.state.Spec.ExportID),
 		StaticSummary: fmt.Sprintf("%d partitions of export %s, %d at a time", plan.Partitions, r.state.Spec.ExportID, plan.Parallelism),
 	})
 	in := PartitionsInput{Spec: r.state.Spec, Total: plan.Total, Partitions: plan.Partitions,
 		Parallelism: max(plan.Parallelism, 1), RetryFor: r.retryBound(ctx)}
 	var res PartitionsResult
-	err := workflow.ExecuteChildWorkflow(cctx, PartitionsWorkflowName, in).Get(ctx, &res)
+	err := workflow.ExecuteChildWorkflow(cctx, contract.PartitionsWorkflowName, in).Get(ctx, &res)
 	return res, err
 }
 
@@ -83,9 +62,9 @@ func (r *run) partitions(ctx workflow.Context, plan activities.PlanResult) (Part
 func (c Config) ExportPartitions(ctx workflow.Context, in PartitionsInput) (PartitionsResult, error) {
 	var a *activities.Activities
 	end := min(in.Next+partitionsPerRun, in.Partitions)
-	progress := PartitionsProgress{Rows: in.Rows, Shown: map[int]int64{}}
+	progress := contract.PartitionsProgress{Rows: in.Rows, Shown: map[int]int64{}}
 	publish := func() error {
-		return workflow.UpsertMemo(ctx, map[string]any{MemoPartitions: progress})
+		return workflow.UpsertMemo(ctx, map[string]any{contract.MemoPartitions: progress})
 	}
 	if err := publish(); err != nil {
 		return PartitionsResult{}, err
@@ -109,10 +88,10 @@ func (c Config) ExportPartitions(ctx workflow.Context, in PartitionsInput) (Part
 			running++
 			s := step{name: fmt.Sprintf("partition %d", p), opts: exportOptions(in.Spec, fmt.Sprintf("partition %d of %d", p+1, in.Partitions)),
 				fn: a.Export, bound: bound,
-				input: func(n int, last activities.Heartbeat) any {
+				input: func(n int, last contract.Heartbeat) any {
 					return activities.ExportInput{Spec: in.Spec, Total: in.Total, Attempt: n, Shown: last.Done, Partitioned: true, Partition: p}
 				},
-				retried: func(ctx workflow.Context, retry *exportd.Retry, last activities.Heartbeat) error {
+				retried: func(ctx workflow.Context, retry *exportd.Retry, last contract.Heartbeat) error {
 					progress.Retry = retry
 					progress.Shown[p] = max(progress.Shown[p], last.Done)
 					return publish()
@@ -157,7 +136,7 @@ func (c Config) ExportPartitions(ctx workflow.Context, in PartitionsInput) (Part
 		if in.RetryFor <= 0 {
 			in.RetryFor = bound(ctx)
 		}
-		return PartitionsResult{}, workflow.NewContinueAsNewError(ctx, PartitionsWorkflowName, in)
+		return PartitionsResult{}, workflow.NewContinueAsNewError(ctx, contract.PartitionsWorkflowName, in)
 	}
 	return res, nil
 }

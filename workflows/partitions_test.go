@@ -12,7 +12,7 @@ import (
 
 	"github.com/exportd/exportd"
 	"github.com/exportd/exportd/activities"
-	"github.com/exportd/exportd/workflows"
+	"github.com/exportd/exportd/contract"
 )
 
 // partitioned mocks the Export activity of a partitioned export: every
@@ -59,7 +59,7 @@ func partitionedEnv(t *testing.T, partitions, parallelism int, fail func(activit
 	env.OnActivity(a.Purge, mock.Anything, mock.Anything).Return(activities.PurgeResult{Purged: true}, nil)
 	var ready exportd.State
 	env.RegisterDelayedCallback(func() { ready = queryState(t, env) }, time.Hour)
-	env.ExecuteWorkflow(workflows.WorkflowName, testInput())
+	env.ExecuteWorkflow(contract.WorkflowName, testInput())
 	t.Cleanup(func() { env.AssertExpectations(t) })
 	return p, func() exportd.State {
 		if !env.IsWorkflowCompleted() {
@@ -97,7 +97,7 @@ func TestPartitionResumes(t *testing.T) {
 	p, state := partitionedEnv(t, 6, 2, func(in activities.ExportInput) error {
 		if in.Partition == 3 && in.Attempt == 1 {
 			return temporal.NewApplicationErrorWithOptions("reading the source: connection reset", exportd.CodeSourceError,
-				temporal.ApplicationErrorOptions{Details: []any{activities.Heartbeat{Done: 7, Rows: 5, Part: 1}}})
+				temporal.ApplicationErrorOptions{Details: []any{contract.Heartbeat{Done: 7, Rows: 5, Part: 1}}})
 		}
 		return nil
 	})
@@ -158,7 +158,7 @@ func TestPartitionsCancel(t *testing.T) {
 		during = queryState(t, env)
 		env.CancelWorkflow()
 	}, 100*time.Millisecond) // the clock runs in real time while activities run
-	env.ExecuteWorkflow(workflows.WorkflowName, testInput())
+	env.ExecuteWorkflow(contract.WorkflowName, testInput())
 	require.True(t, env.IsWorkflowCompleted())
 	require.Equal(t, exportd.PhaseExporting, during.Phase)
 	require.Equal(t, 10, during.Partitions)

@@ -8,6 +8,7 @@ import (
 	sdkworker "go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 
+	"github.com/exportd/exportd/contract"
 	"github.com/exportd/exportd/workflows"
 )
 
@@ -24,8 +25,8 @@ func TestReplayRecordedHistories(t *testing.T) {
 	for _, f := range files {
 		t.Run(filepath.Base(f), func(t *testing.T) {
 			r := sdkworker.NewWorkflowReplayer()
-			r.RegisterWorkflowWithOptions(workflows.ExportWorkflow, workflow.RegisterOptions{Name: workflows.WorkflowName})
-			r.RegisterWorkflowWithOptions(workflows.Config{}.ExportPartitions, workflow.RegisterOptions{Name: workflows.PartitionsWorkflowName})
+			r.RegisterWorkflowWithOptions(workflows.ExportWorkflow, workflow.RegisterOptions{Name: contract.WorkflowName})
+			r.RegisterWorkflowWithOptions(workflows.Config{}.ExportPartitions, workflow.RegisterOptions{Name: contract.PartitionsWorkflowName})
 			require.NoError(t, r.ReplayWorkflowHistoryFromJSONFile(nil, f))
 		})
 	}

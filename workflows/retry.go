@@ -10,6 +10,7 @@ import (
 
 	"github.com/exportd/exportd"
 	"github.com/exportd/exportd/activities"
+	"github.com/exportd/exportd/contract"
 )
 
 // Config is what ExportWorkflow takes from its worker's configuration.
@@ -46,9 +47,9 @@ type step struct {
 	// input builds the activity's input for an attempt: every attempt is
 	// an activity execution of its own, so the attempt number travels
 	// there, with the last heartbeat of the attempt before.
-	input func(attempt int, last activities.Heartbeat) any
+	input func(attempt int, last contract.Heartbeat) any
 	// retried publishes a retry about to happen, and the progress so far.
-	retried func(workflow.Context, *exportd.Retry, activities.Heartbeat) error
+	retried func(workflow.Context, *exportd.Retry, contract.Heartbeat) error
 	// bound is the retry bound, recorded in the history on first use.
 	bound func(workflow.Context) time.Duration
 }
@@ -59,7 +60,7 @@ func (s step) run(ctx workflow.Context, out any) error {
 	actx := workflow.WithActivityOptions(ctx, opts)
 	var since time.Time // when the current run of failures began
 	committed := int64(-1)
-	var last activities.Heartbeat
+	var last contract.Heartbeat
 	var backoff time.Duration
 	for attempt := 1; ; attempt++ {
 		err := workflow.ExecuteActivity(actx, s.fn, s.input(attempt, last)).Get(ctx, out)
@@ -111,9 +112,9 @@ func (s step) run(ctx workflow.Context, out any) error {
 
 // step returns a step of this export whose retries are published in its
 // state.
-func (r *run) step(name string, opts workflow.ActivityOptions, fn any, input func(attempt int, last activities.Heartbeat) any) step {
+func (r *run) step(name string, opts workflow.ActivityOptions, fn any, input func(attempt int, last contract.Heartbeat) any) step {
 	return step{name: name, opts: opts, fn: fn, input: input, bound: r.retryBound,
-		retried: func(ctx workflow.Context, retry *exportd.Retry, last activities.Heartbeat) error {
+		retried: func(ctx workflow.Context, retry *exportd.Retry, last contract.Heartbeat) error {
 			r.state.Retry = retry
 			// The memo carries the progress while no attempt runs, so it
 			// never drops back between attempts.
@@ -143,8 +144,8 @@ func recordBound(ctx workflow.Context, d time.Duration) time.Duration {
 
 // lastHeartbeat reads the progress of an Export attempt when it failed,
 // from its error's details or its last heartbeat.
-func lastHeartbeat(err error) (activities.Heartbeat, bool) {
-	var hb activities.Heartbeat
+func lastHeartbeat(err error) (contract.Heartbeat, bool) {
+	var hb contract.Heartbeat
 	var app *temporal.ApplicationError
 	if errors.As(err, &app) && app.HasDetails() && app.Details(&hb) == nil {
 		return hb, true

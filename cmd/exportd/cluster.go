@@ -20,9 +20,10 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/exportd/exportd/contract"
 	"github.com/exportd/exportd/devenv"
 	"github.com/exportd/exportd/postgres"
-	"github.com/exportd/exportd/workflows"
+	"github.com/exportd/exportd/wiring"
 )
 
 // Development values of the roles and the S3 account, the defaults of
@@ -64,7 +65,7 @@ type ClusterConfig struct {
 // ClusterInfo is cluster.json: dev.json's fields, plus every API and
 // worker and the processes a test may restart.
 type ClusterInfo struct {
-	Info
+	wiring.Info
 	APIURLs     []string            `json:"api_urls"`
 	Workers     []ClusterWorkerInfo `json:"workers"`
 	TemporalPID int                 `json:"temporal_pid"`
@@ -120,13 +121,13 @@ func (c *Cluster) Start(ctx context.Context) error {
 			return fmt.Errorf("%w (run `make cluster`, which builds it)", err)
 		}
 	}
-	key, err := loadOrCreateKey(filepath.Join(c.dir, "master.key"))
+	key, err := wiring.LoadOrCreateKey(filepath.Join(c.dir, "master.key"))
 	if err != nil {
 		return err
 	}
 
 	// postgres: one server, three databases and two roles.
-	c.Postgres = &devenv.Postgres{Dir: postgresDir(c.dir, log), Database: "postgres", Log: log,
+	c.Postgres = &devenv.Postgres{Dir: wiring.PostgresDir(c.dir, log), Database: "postgres", Log: log,
 		Settings: map[string]string{"max_connections": "200"}}
 	if err := c.Postgres.Start(ctx); err != nil {
 		return fmt.Errorf("error starting PostgreSQL: %w", err)
@@ -149,7 +150,7 @@ func (c *Cluster) Start(ctx context.Context) error {
 	c.Temporal = &devenv.TemporalServer{Bin: cfg.TemporalServerBin, DataDir: c.dir,
 		DBHost: "127.0.0.1", DBPort: pgPort, DBUser: "temporal", DBPassword: clusterTemporalPassword,
 		DynamicConfigFile: filepath.Join(cfg.DeployDir, "temporal", "dynamicconfig.yaml"),
-		SearchAttributes:  workflows.SearchAttributeNames, Logger: log}
+		SearchAttributes:  contract.SearchAttributeNames, Logger: log}
 	if err := c.Temporal.Start(ctx); err != nil {
 		return fmt.Errorf("error starting the Temporal server: %w", err)
 	}
@@ -239,7 +240,7 @@ func (c *Cluster) Start(ctx context.Context) error {
 	}
 
 	c.Info = ClusterInfo{
-		Info: Info{APIURL: apiURLs[0], TemporalAddress: c.Temporal.Address(), DatabaseURL: dbURL,
+		Info: wiring.Info{APIURL: apiURLs[0], TemporalAddress: c.Temporal.Address(), DatabaseURL: dbURL,
 			Apps: apps, Env: env},
 		APIURLs: apiURLs, Workers: workers, TemporalPID: c.Temporal.Pid(), S3Endpoint: s3Endpoint,
 	}
@@ -308,13 +309,13 @@ func (c *Cluster) script(ctx context.Context, name, path string, env ...string) 
 }
 
 // seed loads the demo merchants and apps through the exportd role.
-func (c *Cluster) seed(ctx context.Context, dbURL string) ([]AppInfo, error) {
+func (c *Cluster) seed(ctx context.Context, dbURL string) ([]wiring.AppInfo, error) {
 	pool, err := postgres.Open(ctx, dbURL)
 	if err != nil {
 		return nil, err
 	}
 	defer pool.Close()
-	key, err := loadOrCreateKey(filepath.Join(c.dir, "master.key"))
+	key, err := wiring.LoadOrCreateKey(filepath.Join(c.dir, "master.key"))
 	if err != nil {
 		return nil, err
 	}
@@ -322,9 +323,9 @@ func (c *Cluster) seed(ctx context.Context, dbURL string) ([]AppInfo, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Stack{Pool: pool, Config: StackConfig{DataDir: c.dir, SeedOrders: c.Config.SeedOrders,
+	s := &wiring.Stack{Pool: pool, Config: wiring.StackConfig{DataDir: c.dir, SeedOrders: c.Config.SeedOrders,
 		Logger: c.Config.Logger, InfoPath: filepath.Join(c.Config.DataDir, ClusterInfoFile)}}
-	return s.seed(ctx, &postgres.Access{Pool: pool, Sealer: sealer})
+	return s.SeedDemo(ctx, &postgres.Access{Pool: pool, Sealer: sealer})
 }
 
 // exportd is an exportd subcommand as a child process with env and extra
@@ -372,7 +373,7 @@ func (c *Cluster) superviseTemporal(ctx context.Context) {
 }
 
 func (c *Cluster) writeInfo() error {
-	return writeJSONFile(filepath.Join(c.Config.DataDir, ClusterInfoFile), c.Info)
+	return wiring.WriteJSONFile(filepath.Join(c.Config.DataDir, ClusterInfoFile), c.Info)
 }
 
 // Close stops everything, the APIs first and PostgreSQL last.

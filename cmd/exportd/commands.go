@@ -15,18 +15,15 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.temporal.io/sdk/client"
-	sdklog "go.temporal.io/sdk/log"
 
 	"github.com/exportd/exportd/activities"
-	"github.com/exportd/exportd/api"
 	"github.com/exportd/exportd/blob"
 	s3blob "github.com/exportd/exportd/blob/s3"
 	"github.com/exportd/exportd/exports"
 	"github.com/exportd/exportd/metrics"
 	"github.com/exportd/exportd/postgres"
-	"github.com/exportd/exportd/webhook"
+	"github.com/exportd/exportd/wiring"
 	"github.com/exportd/exportd/worker"
-	"github.com/exportd/exportd/workflows"
 )
 
 // conn holds the connection flags shared by worker, api, migrate and seed.
@@ -67,39 +64,16 @@ func (c *conn) pool(ctx context.Context) (*pgxpool.Pool, error) {
 }
 
 func (c *conn) client(log *slog.Logger) (client.Client, error) {
-	return c.dial(log, nil)
-}
-
-// dial connects to Temporal, sending the SDK's metrics to mh (nil: none).
-func (c *conn) dial(log *slog.Logger, mh client.MetricsHandler) (client.Client, error) {
-	cl, err := client.Dial(client.Options{
-		HostPort: c.temporal, Namespace: c.namespace,
-		Logger:         sdklog.NewStructuredLogger(log.With("component", "temporal-sdk")),
-		MetricsHandler: mh,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("error connecting to Temporal at %s: %w", c.temporal, err)
-	}
-	return cl, nil
+	return wiring.Dial(c.temporal, c.namespace, log, nil)
 }
 
 // store opens the configured blob store; close releases it.
 func (c *conn) store(ctx context.Context) (st blob.Store, close func(), err error) {
-	switch c.blobBackend {
-	case "local":
-		l, err := blob.NewLocal(c.blobDir)
-		if err != nil {
-			return nil, nil, err
-		}
-		return l, func() { l.Close() }, nil
-	case "s3":
-		s, err := s3blob.New(ctx, c.s3)
-		if err != nil {
-			return nil, nil, err
-		}
-		return s, func() {}, nil
-	}
-	return nil, nil, fmt.Errorf("--blob-backend must be local or s3, not %q", c.blobBackend)
+	return c.blob().Open(ctx)
+}
+
+func (c *conn) blob() wiring.BlobConfig {
+	return wiring.BlobConfig{Backend: c.blobBackend, Dir: c.blobDir, S3: c.s3}
 }
 
 func (c *conn) key() ([]byte, error) {
@@ -110,61 +84,15 @@ func (c *conn) key() ([]byte, error) {
 	return k, nil
 }
 
-// deps are what worker and api both open from the connection flags.
-type deps struct {
-	key    []byte
-	pool   *pgxpool.Pool
-	store  blob.Store
-	client client.Client
-	access *postgres.Access
-	closes []func()
-}
-
-// open connects to PostgreSQL, the blob store and Temporal (recording
-// SDK metrics into reg, which may be nil) and unseals the access store.
-func (c *conn) open(ctx context.Context, log *slog.Logger, reg *metrics.Registry) (d *deps, err error) {
-	d = &deps{}
-	defer func() {
-		if err != nil {
-			d.close()
-		}
-	}()
-	if d.key, err = c.key(); err != nil {
-		return d, err
-	}
-	sealer, err := postgres.NewSealer(d.key)
+// open opens what worker and api share, recording SDK metrics into reg
+// (nil: none).
+func (c *conn) open(ctx context.Context, log *slog.Logger, reg *metrics.Registry, adm wiring.Admission) (*wiring.Deps, error) {
+	key, err := c.key()
 	if err != nil {
-		return d, err
+		return nil, err
 	}
-	if d.pool, err = c.pool(ctx); err != nil {
-		return d, err
-	}
-	d.closes = append(d.closes, d.pool.Close)
-	d.access = &postgres.Access{Pool: d.pool, Sealer: sealer}
-	store, closeStore, err := c.store(ctx)
-	if err != nil {
-		return d, err
-	}
-	d.store = store
-	d.closes = append(d.closes, closeStore)
-	if d.client, err = c.dial(log, reg.Temporal()); err != nil {
-		return d, err
-	}
-	d.closes = append(d.closes, d.client.Close)
-	return d, nil
-}
-
-// close releases what open opened, last first.
-func (d *deps) close() {
-	for i := len(d.closes) - 1; i >= 0; i-- {
-		d.closes[i]()
-	}
-}
-
-// service is the export engine over these dependencies.
-func (d *deps) service() *exports.Service {
-	return &exports.Service{Temporal: d.client, Access: d.access, Store: d.store, Index: &postgres.Files{Pool: d.pool},
-		Signer: &exports.Signer{Key: exports.DeriveKey(d.key, "signed download URLs")}}
+	return wiring.Open(ctx, wiring.Config{DatabaseURL: c.databaseURL, TemporalAddress: c.temporal, TemporalNamespace: c.namespace,
+		Blob: c.blob(), MasterKey: key, Logger: log, Metrics: reg, Admission: adm})
 }
 
 func runWorker(ctx context.Context, args []string, env func(string) string, stdout, stderr io.Writer) error {
@@ -194,25 +122,21 @@ func runWorker(ctx context.Context, args []string, env func(string) string, stdo
 	if *metricsAddr != "" {
 		reg = metrics.New(log)
 	}
-	d, err := c.open(ctx, log, reg)
+	d, err := c.open(ctx, log, reg, wiring.Admission{})
 	if err != nil {
 		return err
 	}
-	defer d.close()
-	pool, cl := d.pool, d.client
-	w := worker.New(cl, &activities.Activities{Source: &postgres.Source{Pool: pool}, Store: d.store, Records: &postgres.Files{Pool: pool}, Logger: log,
-		PartitionRows: ex.partitionRows, Parallelism: ex.parallelism,
-		Queue: &postgres.Queue{Pool: pool}, Limits: lim.limits(),
-		Webhooks: webhook.NewSender(*allowPrivate), Renderer: api.WebhookRenderer{Service: d.service(), PublicURL: *publicURL},
-		Secrets: d.access, Metrics: reg},
-		worker.Options{MaxConcurrentExports: *maxExports, Workflow: workflows.Config{RetryFor: ex.retryFor}})
+	defer d.Close()
+	w := d.Worker(wiring.WorkerConfig{MaxConcurrentExports: *maxExports, RetryFor: ex.retryFor,
+		PartitionRows: ex.partitionRows, Parallelism: ex.parallelism, Limits: lim.limits(),
+		PublicURL: *publicURL, AllowPrivateWebhooks: *allowPrivate})
 	var running atomic.Bool
 	if *metricsAddr != "" {
 		stop, err := serveWorkerHTTP(*metricsAddr, reg, log, func(ctx context.Context) error {
 			if !running.Load() {
 				return errors.New("the worker is not running")
 			}
-			return ready(ctx, pool, cl)
+			return d.Ready(ctx)
 		})
 		if err != nil {
 			return err
@@ -222,7 +146,7 @@ func runWorker(ctx context.Context, args []string, env func(string) string, stdo
 	log.Info("worker running", "task_queue", "exports", "temporal", c.temporal)
 	running.Store(true)
 	defer running.Store(false)
-	defer startReaper(lim.reaper(), pool, cl, log)()
+	defer d.StartReaper(lim.reaper())()
 	return w.Run(interruptOn(ctx))
 }
 
@@ -258,32 +182,20 @@ func runAPI(ctx context.Context, args []string, env func(string) string, stdout,
 		return err
 	}
 	reg := metrics.New(log)
-	d, err := c.open(ctx, log, reg)
+	d, err := c.open(ctx, log, reg, wiring.Admission{QueueLimit: adm.queueLimit, Hours: hours, AllowPrivateWebhooks: *allowPrivate})
 	if err != nil {
 		return err
 	}
-	defer d.close()
-	reg.WatchExports(metrics.ExportsByStatus(d.client, workflows.WorkflowName, workflows.AttrPhase.GetName()))
-	reg.WatchQueue(&postgres.Queue{Pool: d.pool})
+	defer d.Close()
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
 		return fmt.Errorf("error listening on %s: %w", *addr, err)
 	}
-	svc := d.service()
-	svc.Queue, svc.QueueLimit, svc.Hours = &postgres.Queue{Pool: d.pool}, adm.queueLimit, hours
-	svc.AllowPrivateWebhooks, svc.Logger = *allowPrivate, log
-	srv := newServer(api.Config{
-		Service: svc, Logger: log, PublicURL: *publicURL,
-		TokenKey: exports.DeriveKey(d.key, "elastic path access tokens"),
-		Ready:    func(ctx context.Context) error { return ready(ctx, d.pool, d.client) },
-		Metrics:  reg,
-	})
+	srv := d.APIServer(*publicURL)
 	log.Info("API listening", "addr", ln.Addr().String())
 	return serve(ctx, srv, ln)
 }
 
-// limitFlags cap running exports; workers enforce them, and their queue
-// reapers keep the admission table true to Temporal.
 // exportFlags are a worker's settings of how one export runs.
 type exportFlags struct {
 	retryFor      time.Duration
@@ -297,6 +209,8 @@ func (e *exportFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&e.parallelism, "export-parallelism", activities.DefaultParallelism, "partitions of one export running at once, at most; a request may ask for fewer")
 }
 
+// limitFlags cap running exports; workers enforce them, and their queue
+// reapers keep the admission table true to Temporal.
 type limitFlags struct {
 	global, perMerchant int
 	lease, reapEvery    time.Duration
@@ -330,25 +244,6 @@ func (l *limitFlags) reaper() *worker.Reaper {
 	return &worker.Reaper{Limits: l.limits(), Every: l.reapEvery}
 }
 
-// startReaper runs r (nil: nothing) on pool and c until the returned stop
-// is called, which waits for a pass under way to end.
-func startReaper(r *worker.Reaper, pool *pgxpool.Pool, c worker.Temporal, log *slog.Logger) (stop func()) {
-	if r == nil {
-		return func() {}
-	}
-	r.Queue, r.Temporal, r.Logger = &postgres.Queue{Pool: pool}, c, log.With("component", "queue-reaper")
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		r.Run(ctx)
-	}()
-	return func() {
-		cancel()
-		<-done
-	}
-}
-
 // admissionFlags are the API's refusals: queue limit and service hours.
 type admissionFlags struct {
 	queueLimit   int
@@ -358,18 +253,6 @@ type admissionFlags struct {
 func (a *admissionFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&a.queueLimit, "queue-limit", 1000, "refuse new exports (429, Retry-After) while this many wait (0: no limit)")
 	fs.StringVar(&a.serviceHours, "service-hours", "", `accept new exports only in these UTC weekday windows, e.g. "Mon-Fri 08:00-18:00; Sat 10:00-14:00" (empty: always)`)
-}
-
-// newServer wraps the API with the server's own timeouts, so a slow
-// client cannot hold a connection open forever.
-func newServer(cfg api.Config) *http.Server {
-	return &http.Server{
-		Handler:           api.Router(cfg),
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       time.Minute,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),
-	}
 }
 
 // serve runs srv until ctx ends, then drains in-flight requests.

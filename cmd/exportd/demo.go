@@ -1,18 +1,18 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"time"
 
 	"github.com/exportd/exportd"
-	"github.com/exportd/exportd/workflows"
+	"github.com/exportd/exportd/bench"
+	"github.com/exportd/exportd/contract"
+	"github.com/exportd/exportd/wiring"
 )
 
 // demoWindow covers the demo data (postgres.Seed's default window).
@@ -21,45 +21,23 @@ var demoWindow = [2]time.Time{
 	time.Date(2025, 7, 1, 0, 0, 0, 0, time.UTC),
 }
 
-// statusDoc is the part of the native status document the demo reads.
-type statusDoc struct {
-	ID       string `json:"id"`
-	Status   string `json:"status"`
-	Progress struct {
-		Percent float64 `json:"percent"`
-		Rows    int64   `json:"rows"`
-		Total   int64   `json:"total"`
-	} `json:"progress"`
-	AvailableUntil *time.Time `json:"availableUntil"`
-	Files          []struct {
-		Name   string `json:"name"`
-		Format string `json:"format"`
-		Rows   int64  `json:"rows"`
-		Bytes  int64  `json:"bytes"`
-		SHA256 string `json:"sha256"`
-		URL    string `json:"url"`
-	} `json:"files"`
-	Tally *exportd.Tally   `json:"tally"`
-	Error *exportd.Failure `json:"error"`
-}
-
 // runDemo exports the first demo merchant's orders in all four formats
 // through the HTTP API, as a client would, then checks the files against
 // their manifest and the manifest against SQL.
-func runDemo(ctx context.Context, out io.Writer, stack *Stack) error {
+func runDemo(ctx context.Context, out io.Writer, stack *wiring.Stack) error {
 	app := stack.Info.Apps[0]
 	merchant := app.Merchants[0]
 	body := fmt.Sprintf(`{"merchantId": %q, "dataset": "orders", "start": %q, "end": %q, "formats": ["parquet", "arrow", "jsonl.gz", "csv.gz"], "maxRowsPerFile": 5000}`,
 		merchant, demoWindow[0].Format(time.RFC3339), demoWindow[1].Format(time.RFC3339))
 	fmt.Fprintf(out, "demo: POST %s/v1/exports\n      %s\n", stack.Info.APIURL, body)
-	var doc statusDoc
-	status, err := demoCall(ctx, http.MethodPost, stack.Info.APIURL+"/v1/exports", app.APIKey, body, &doc)
+	var doc bench.StatusDoc
+	status, err := bench.Call(ctx, http.MethodPost, stack.Info.APIURL+"/v1/exports", app.APIKey, body, &doc)
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(out, "demo: %d %s, export %s\n", status, http.StatusText(status), doc.ID)
 	fmt.Fprintf(out, "demo: watch it in the Web UI: %s/namespaces/default/workflows/%s\n\n",
-		stack.Info.TemporalUIURL, workflows.WorkflowID(doc.ID))
+		stack.Info.TemporalUIURL, contract.WorkflowID(doc.ID))
 
 	last := ""
 	for doc.Status != "succeeded" {
@@ -76,7 +54,7 @@ func runDemo(ctx context.Context, out io.Writer, stack *Stack) error {
 			return ctx.Err()
 		case <-time.After(200 * time.Millisecond):
 		}
-		if _, err := demoCall(ctx, http.MethodGet, stack.Info.APIURL+"/v1/exports/"+doc.ID, app.APIKey, "", &doc); err != nil {
+		if _, err := bench.Call(ctx, http.MethodGet, stack.Info.APIURL+"/v1/exports/"+doc.ID, app.APIKey, "", &doc); err != nil {
 			return err
 		}
 	}
@@ -84,7 +62,7 @@ func runDemo(ctx context.Context, out io.Writer, stack *Stack) error {
 
 	fmt.Fprintf(out, "  %-24s %-9s %7s %10s  %s\n", "file", "format", "rows", "bytes", "sha256 (downloaded, checked)")
 	var manifest exportd.Manifest
-	if _, err := demoCall(ctx, http.MethodGet, stack.Info.APIURL+"/v1/exports/"+doc.ID+"/manifest", app.APIKey, "", &manifest); err != nil {
+	if _, err := bench.Call(ctx, http.MethodGet, stack.Info.APIURL+"/v1/exports/"+doc.ID+"/manifest", app.APIKey, "", &manifest); err != nil {
 		return err
 	}
 	for _, f := range doc.Files {
@@ -120,30 +98,6 @@ func runDemo(ctx context.Context, out io.Writer, stack *Stack) error {
 	fmt.Fprintf(out, "\ndemo: every file matches its sha256, and the export matches SQL.\n")
 	fmt.Fprintf(out, "demo: try it yourself:\n  curl -H 'Authorization: Bearer %s' %s/v1/exports/%s\n\n", app.APIKey, stack.Info.APIURL, doc.ID)
 	return nil
-}
-
-func demoCall(ctx context.Context, method, url, key, body string, v any) (int, error) {
-	req, err := http.NewRequestWithContext(ctx, method, url, bytes.NewBufferString(body))
-	if err != nil {
-		return 0, err
-	}
-	req.Header.Set("Authorization", "Bearer "+key)
-	if body != "" {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return 0, err
-	}
-	if resp.StatusCode >= 300 {
-		return resp.StatusCode, fmt.Errorf("%s %s: %s: %s", method, url, resp.Status, b)
-	}
-	return resp.StatusCode, json.Unmarshal(b, v)
 }
 
 func demoDownload(ctx context.Context, url, key string) ([]byte, error) {

@@ -10,13 +10,14 @@ import (
 	"time"
 
 	"github.com/exportd/exportd/exports"
+	"github.com/exportd/exportd/wiring"
 )
 
 func runDev(ctx context.Context, args []string, env func(string) string, stdout, stderr io.Writer) error {
 	fs := newFlags("dev", stderr)
 	var lf logFlags
 	lf.register(fs)
-	var cfg StackConfig
+	var cfg wiring.StackConfig
 	fs.StringVar(&cfg.DataDir, "data-dir", ".data", "directory for PostgreSQL, Temporal, result files and dev.json; kept between runs")
 	fs.StringVar(&cfg.APIAddr, "api-addr", "127.0.0.1:8080", "address the HTTP API listens on (port 0 picks a free one)")
 	fs.IntVar(&cfg.SeedOrders, "seed-orders", 20_000, "orders generated for the first demo merchant on the first run")
@@ -65,7 +66,7 @@ func runDev(ctx context.Context, args []string, env func(string) string, stdout,
 		return err
 	}
 
-	stack := &Stack{Config: cfg}
+	stack := &wiring.Stack{Config: cfg}
 	defer func() {
 		fmt.Fprintln(stdout, "stopping...")
 		if err := stack.Close(); err != nil {
@@ -88,7 +89,7 @@ exportd dev is ready (%s)
   log            %s
 
 `, time.Since(started).Round(time.Millisecond), info.APIURL, info.TemporalUIURL, info.TemporalAddress,
-		info.DatabaseURL, filepath.Join(stack.Config.DataDir, InfoFile), logPath)
+		info.DatabaseURL, filepath.Join(stack.Config.DataDir, wiring.InfoFile), logPath)
 	// Keys stay out of the terminal, which ends up in logs and CI output;
 	// dev.json has them.
 	for _, app := range info.Apps {

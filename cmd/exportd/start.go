@@ -16,9 +16,9 @@ import (
 
 	"github.com/exportd/exportd"
 	"github.com/exportd/exportd/blob"
+	"github.com/exportd/exportd/contract"
 	"github.com/exportd/exportd/exports"
 	"github.com/exportd/exportd/starter"
-	"github.com/exportd/exportd/workflows"
 )
 
 // startFlags describe the export `exportd start` asks for, and how far to
@@ -120,11 +120,11 @@ func runStart(ctx context.Context, args []string, env func(string) string, stdou
 		if !exports.SameRequest(prev.Spec, spec) {
 			return fmt.Errorf("export %s already exists with a different request; choose another --id", id)
 		}
-		fmt.Fprintf(stdout, "export %s already started with this request (workflow %s)\n", id, workflows.WorkflowID(id))
+		fmt.Fprintf(stdout, "export %s already started with this request (workflow %s)\n", id, contract.WorkflowID(id))
 	case err != nil:
 		return err
 	default:
-		fmt.Fprintf(stdout, "export %s started (workflow %s)\n", id, workflows.WorkflowID(id))
+		fmt.Fprintf(stdout, "export %s started (workflow %s)\n", id, contract.WorkflowID(id))
 	}
 	if !f.wait && f.out == "" {
 		return nil

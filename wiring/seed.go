@@ -1,4 +1,4 @@
-package main
+package wiring
 
 import (
 	"context"
@@ -21,9 +21,10 @@ var demoApps = []struct {
 	{"Other App", []int{2}},
 }
 
-// seed loads the demo data (a no-op for merchants that have it) and makes
-// sure the demo apps exist, reusing the credentials of an earlier run.
-func (s *Stack) seed(ctx context.Context, access *postgres.Access) ([]AppInfo, error) {
+// SeedDemo loads the demo data (a no-op for merchants that have it) into
+// s.Pool and makes sure the demo apps exist, reusing the credentials of
+// an earlier run.
+func (s *Stack) SeedDemo(ctx context.Context, access *postgres.Access) ([]AppInfo, error) {
 	merchants := postgres.DefaultSeedMerchants()
 	for i := range merchants {
 		merchants[i].Orders = 2_000

@@ -1,4 +1,4 @@
-package main
+package wiring
 
 import (
 	"context"
@@ -18,19 +18,14 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.temporal.io/sdk/client"
-	sdklog "go.temporal.io/sdk/log"
 	sdkworker "go.temporal.io/sdk/worker"
 
-	"github.com/exportd/exportd/activities"
-	"github.com/exportd/exportd/api"
-	"github.com/exportd/exportd/blob"
+	"github.com/exportd/exportd/contract"
 	"github.com/exportd/exportd/devenv"
 	"github.com/exportd/exportd/exports"
 	"github.com/exportd/exportd/metrics"
 	"github.com/exportd/exportd/postgres"
-	"github.com/exportd/exportd/webhook"
 	"github.com/exportd/exportd/worker"
-	"github.com/exportd/exportd/workflows"
 )
 
 // StackConfig configures the one-process dev stack.
@@ -81,12 +76,12 @@ type Stack struct {
 	Temporal *devenv.Temporal
 	Pool     *pgxpool.Pool
 	Client   client.Client
-	Store    *blob.Local
 	Info     Info
 	// Metrics is served at the API's /metrics; the API, the in-process
 	// worker and their Temporal client all record into it.
 	Metrics *metrics.Registry
 
+	deps       *Deps
 	worker     sdkworker.Worker
 	stopReaper func()
 	server     *http.Server
@@ -130,12 +125,12 @@ func (s *Stack) Start(ctx context.Context) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("error creating data dir: %w", err)
 	}
-	masterKey, err := loadOrCreateKey(filepath.Join(dir, "master.key"))
+	masterKey, err := LoadOrCreateKey(filepath.Join(dir, "master.key"))
 	if err != nil {
 		return err
 	}
 
-	pgDir := postgresDir(dir, log)
+	pgDir := PostgresDir(dir, log)
 	log.Info("starting PostgreSQL", "dir", filepath.Join(pgDir, "postgres"))
 	s.Postgres = &devenv.Postgres{Dir: pgDir, Log: log, NoSync: cfg.NoSync}
 	if err := s.Postgres.Start(ctx); err != nil {
@@ -143,39 +138,30 @@ func (s *Stack) Start(ctx context.Context) error {
 	}
 	log.Info("starting the Temporal dev server")
 	s.Temporal = &devenv.Temporal{Bin: cfg.TemporalBin, ToolsDir: cfg.ToolsDir, DataDir: dir, Logger: log,
-		SearchAttributes: workflows.SearchAttributeNames}
+		SearchAttributes: contract.SearchAttributeNames}
 	if err := s.Temporal.Start(ctx); err != nil {
 		return fmt.Errorf("error starting Temporal: %w", err)
 	}
 
-	if s.Pool, err = postgres.Open(ctx, s.Postgres.URL()); err != nil {
+	s.Metrics = metrics.New(log)
+	blobDir := filepath.Join(dir, "blobs")
+	// Dev delivers webhooks to loopback, where a developer's receiver runs.
+	if s.deps, err = Open(ctx, Config{
+		DatabaseURL: s.Postgres.URL(), TemporalAddress: s.Temporal.Address(), TemporalNamespace: devenv.TemporalNamespace,
+		Blob: BlobConfig{Backend: "local", Dir: blobDir}, MasterKey: masterKey, Logger: log, Metrics: s.Metrics,
+		Admission: Admission{QueueLimit: cfg.QueueLimit, Hours: cfg.Hours, AllowPrivateWebhooks: true},
+	}); err != nil {
 		return err
 	}
+	s.Pool, s.Client = s.deps.Pool, s.deps.Client
 	if err := postgres.Migrate(ctx, s.Pool); err != nil {
 		return err
 	}
-	sealer, err := postgres.NewSealer(masterKey)
-	if err != nil {
-		return err
-	}
-	access := &postgres.Access{Pool: s.Pool, Sealer: sealer}
-	apps, err := s.seed(ctx, access)
+	apps, err := s.SeedDemo(ctx, s.deps.Access)
 	if err != nil {
 		return err
 	}
 
-	s.Metrics = metrics.New(log)
-	if s.Client, err = client.Dial(client.Options{
-		HostPort: s.Temporal.Address(), Namespace: "default",
-		Logger:         sdklog.NewStructuredLogger(log.With("component", "temporal-sdk")),
-		MetricsHandler: s.Metrics.Temporal(),
-	}); err != nil {
-		return fmt.Errorf("error connecting to Temporal: %w", err)
-	}
-	blobDir := filepath.Join(dir, "blobs")
-	if s.Store, err = blob.NewLocal(blobDir); err != nil {
-		return err
-	}
 	addr := cfg.APIAddr
 	if addr == "" {
 		addr = "127.0.0.1:8080"
@@ -185,32 +171,16 @@ func (s *Stack) Start(ctx context.Context) error {
 		return fmt.Errorf("error listening on %s (set --api-addr to another address): %w", addr, err)
 	}
 	apiURL := "http://" + ln.Addr().String()
-	// Dev delivers webhooks to loopback, where a developer's receiver runs.
-	svc := &exports.Service{Temporal: s.Client, Access: access, Store: s.Store, Index: &postgres.Files{Pool: s.Pool},
-		Signer: &exports.Signer{Key: exports.DeriveKey(masterKey, "signed download URLs")},
-		Queue:  &postgres.Queue{Pool: s.Pool}, QueueLimit: cfg.QueueLimit, Hours: cfg.Hours,
-		AllowPrivateWebhooks: true, Logger: log}
 	if cfg.Worker {
-		s.worker = worker.New(s.Client, &activities.Activities{
-			Source: &postgres.Source{Pool: s.Pool}, Store: s.Store, Records: &postgres.Files{Pool: s.Pool}, Logger: log,
-			PartitionRows: cfg.PartitionRows, Parallelism: cfg.Parallelism,
-			Queue: &postgres.Queue{Pool: s.Pool}, Limits: cfg.Limits,
-			Webhooks: webhook.NewSender(true), Renderer: api.WebhookRenderer{Service: svc, PublicURL: apiURL}, Secrets: access,
-			Metrics: s.Metrics,
-		}, worker.Options{MaxConcurrentExports: cfg.Limits.Global + 2, Workflow: workflows.Config{RetryFor: cfg.RetryFor}})
+		s.worker = s.deps.Worker(WorkerConfig{MaxConcurrentExports: cfg.Limits.Global + 2, RetryFor: cfg.RetryFor,
+			PartitionRows: cfg.PartitionRows, Parallelism: cfg.Parallelism, Limits: cfg.Limits,
+			PublicURL: apiURL, AllowPrivateWebhooks: true})
 		if err := s.worker.Start(); err != nil {
 			return fmt.Errorf("error starting worker: %w", err)
 		}
-		s.stopReaper = startReaper(cfg.Reaper, s.Pool, s.Client, log)
+		s.stopReaper = s.deps.StartReaper(cfg.Reaper)
 	}
-	s.server = newServer(api.Config{
-		Service: svc,
-		Logger:  log, PublicURL: apiURL, TokenKey: exports.DeriveKey(masterKey, "elastic path access tokens"),
-		Ready:   func(ctx context.Context) error { return ready(ctx, s.Pool, s.Client) },
-		Metrics: s.Metrics,
-	})
-	s.Metrics.WatchExports(metrics.ExportsByStatus(s.Client, workflows.WorkflowName, workflows.AttrPhase.GetName()))
-	s.Metrics.WatchQueue(&postgres.Queue{Pool: s.Pool})
+	s.server = s.deps.APIServer(apiURL)
 	go func() {
 		if err := s.server.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("API server stopped", "error", err)
@@ -232,14 +202,14 @@ func (s *Stack) Start(ctx context.Context) error {
 			"EXPORTD_WEBHOOK_ALLOW_PRIVATE": "true",
 		},
 	}
-	return writeJSONFile(filepath.Join(dir, InfoFile), s.Info)
+	return WriteJSONFile(filepath.Join(dir, InfoFile), s.Info)
 }
 
-// postgresDir is where the cluster lives: in the data dir, unless we run
+// PostgresDir is where the cluster lives: in the data dir, unless we run
 // as root and the postgres OS user cannot reach it (a clone under /root,
 // say); then in a directory under /var/tmp named after the data dir, so a
 // second run finds the same cluster.
-func postgresDir(dataDir string, log *slog.Logger) string {
+func PostgresDir(dataDir string, log *slog.Logger) string {
 	err := devenv.ClusterReachable(dataDir)
 	if err == nil {
 		return dataDir
@@ -253,19 +223,8 @@ func postgresDir(dataDir string, log *slog.Logger) string {
 	return alt
 }
 
-// ready is the /readyz check: both dependencies answer.
-func ready(ctx context.Context, pool *pgxpool.Pool, c client.Client) error {
-	if err := pool.Ping(ctx); err != nil {
-		return fmt.Errorf("postgres: %w", err)
-	}
-	if _, err := c.CheckHealth(ctx, &client.CheckHealthRequest{}); err != nil {
-		return fmt.Errorf("temporal: %w", err)
-	}
-	return nil
-}
-
 // Close stops everything in reverse order: API (draining requests),
-// queue reaper, worker, client, pool, Temporal, PostgreSQL.
+// queue reaper, worker, client, blob store, pool, Temporal, PostgreSQL.
 func (s *Stack) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -279,14 +238,8 @@ func (s *Stack) Close() error {
 	if s.worker != nil {
 		s.worker.Stop()
 	}
-	if s.Client != nil {
-		s.Client.Close()
-	}
-	if s.Pool != nil {
-		s.Pool.Close()
-	}
-	if s.Store != nil {
-		errs = append(errs, s.Store.Close())
+	if s.deps != nil {
+		s.deps.Close()
 	}
 	if s.Temporal != nil {
 		errs = append(errs, s.Temporal.Stop(ctx))
@@ -297,7 +250,8 @@ func (s *Stack) Close() error {
 	return errors.Join(errs...)
 }
 
-func loadOrCreateKey(path string) ([]byte, error) {
+// LoadOrCreateKey reads the hex master key at path, or creates one.
+func LoadOrCreateKey(path string) ([]byte, error) {
 	b, err := os.ReadFile(path)
 	if err == nil {
 		k, derr := hex.DecodeString(strings.TrimSpace(string(b)))
@@ -317,7 +271,8 @@ func loadOrCreateKey(path string) ([]byte, error) {
 	return k, nil
 }
 
-func writeJSONFile(path string, v any) error {
+// WriteJSONFile writes v as indented JSON to path, atomically.
+func WriteJSONFile(path string, v any) error {
 	b, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		return err
