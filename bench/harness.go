@@ -226,9 +226,13 @@ func (b *bencher) run(ctx context.Context) error {
 		}
 	}
 	var loads []LoadResult
+	var running *LoadResult
 	if !b.cfg.SkipLoad && lastID != "" {
-		if loads, err = b.loadTest(ctx, lastID); err != nil {
+		if loads, err = b.loadTest(ctx, lastID, []float64{0, b.cfg.LoadRate}); err != nil {
 			return fmt.Errorf("load test: %w", err)
+		}
+		if running, err = b.loadRunning(ctx); err != nil {
+			return fmt.Errorf("load test of a running export: %w", err)
 		}
 	}
 
@@ -265,7 +269,12 @@ func (b *bencher) run(ctx context.Context) error {
 	}
 	b.compareSizes(sum)
 	fmt.Fprintln(b.out)
-	WriteTargets(b.out, Targets(sum, lat, open))
+	if running != nil {
+		l := running
+		fmt.Fprintf(b.out, "GET /v1/exports/{id} of a running export, open loop at %.0f req/s, %d clients, %.1fs: %.0f req/s, p50 %.2fms, p90 %.2fms, p99 %.2fms, max %.1fms, %d errors %s\n",
+			l.Offered, l.Clients, l.Seconds, l.PerSecond, l.P50, l.P90, l.P99, l.Max, l.Errors, l.FirstError)
+	}
+	WriteTargets(b.out, Targets(sum, lat, open, running))
 	fmt.Fprintln(b.out)
 	return res.WriteJSON(b.out)
 }
@@ -644,9 +653,9 @@ func (b *bencher) latency(ctx context.Context) (*Latency, string, error) {
 // loadTest runs the load generator, a second process, against GET
 // /v1/exports/{id}: first closed loop (what the API sustains at most),
 // then open loop at the target rate.
-func (b *bencher) loadTest(ctx context.Context, id string) ([]LoadResult, error) {
+func (b *bencher) loadTest(ctx context.Context, id string, rates []float64) ([]LoadResult, error) {
 	var out []LoadResult
-	for _, rate := range []float64{0, b.cfg.LoadRate} {
+	for _, rate := range rates {
 		lc := b.cfg.LoadCommand
 		cmd := exec.CommandContext(ctx, lc[0], append(lc[1:len(lc):len(lc)],
 			"--url", b.stack.Info.APIURL+"/v1/exports/"+id, "--key", b.key,
@@ -674,6 +683,51 @@ func (b *bencher) loadTest(ctx context.Context, id string) ([]LoadResult, error)
 		out = append(out, r)
 	}
 	return out, nil
+}
+
+// loadRunning load-tests GET /v1/exports/{id} of an export while it runs:
+// the whole window in all four formats on a worker of its own, loaded
+// once it shows progress, at the target rate. It says so when the export
+// finished before the load test did.
+func (b *bencher) loadRunning(ctx context.Context) (*LoadResult, error) {
+	w, err := b.startWorker(ctx, "load-running", []string{"EXPORTD_PARTITION_ROWS=0"})
+	if err != nil {
+		return nil, err
+	}
+	defer w.stop()
+	body, err := json.Marshal(map[string]any{"merchantId": b.window.MerchantID, "dataset": b.window.Dataset,
+		"start": b.window.Start.Format(time.RFC3339Nano), "end": b.window.End.Format(time.RFC3339Nano), "formats": exportd.Formats})
+	if err != nil {
+		return nil, err
+	}
+	api := b.stack.Info.APIURL + "/v1/exports"
+	var doc StatusDoc
+	if _, err := Call(ctx, http.MethodPost, api, b.key, string(body), &doc); err != nil {
+		return nil, err
+	}
+	for doc.Status != "running" || doc.Progress.Rows == 0 {
+		if doc.Status == "succeeded" || doc.Status == "failed" {
+			return nil, fmt.Errorf("export %s ended %s before it could be loaded; use more --orders", doc.ID, doc.Status)
+		}
+		time.Sleep(50 * time.Millisecond)
+		if _, err := Call(ctx, http.MethodGet, api+"/"+doc.ID, b.key, "", &doc); err != nil {
+			return nil, err
+		}
+	}
+	loads, err := b.loadTest(ctx, doc.ID, []float64{b.cfg.LoadRate})
+	if err != nil {
+		return nil, err
+	}
+	if _, err := Call(ctx, http.MethodGet, api+"/"+doc.ID, b.key, "", &doc); err != nil {
+		return nil, err
+	}
+	if doc.Status != "running" {
+		b.printf("NOTE: the running export %s was %s by the end of its load test: part of the load read a finished export", doc.ID, doc.Status)
+	}
+	if err := b.purge(ctx, doc.ID); err != nil {
+		return nil, err
+	}
+	return &loads[0], nil
 }
 
 // profileSelf starts a CPU profile of this process, which serves the API,

@@ -222,7 +222,7 @@ const (
 
 // Targets judges the summary, the small-export latency and the GET load
 // test (lat and load may be nil when they were not run) against the issue.
-func Targets(sum Summary, lat *Latency, load *LoadResult) []Target {
+func Targets(sum Summary, lat *Latency, load, running *LoadResult) []Target {
 	var ts []Target
 	for _, name := range []string{"parquet", "jsonl.gz", "csv.gz", "all"} {
 		rs, ok := sum.Runs[name]
@@ -250,11 +250,17 @@ func Targets(sum Summary, lat *Latency, load *LoadResult) []Target {
 			Got: p50.Round(time.Millisecond).String(), Pass: p50 < MaxLatencyP50,
 			Margin: fmt.Sprintf("%.2f of budget", p50.Seconds()/MaxLatencyP50.Seconds())})
 	}
-	if load != nil {
-		ok := load.PerSecond >= 0.98*GetRate && load.P99 < MaxGetP99Millis && load.Errors == 0
-		ts = append(ts, Target{What: "GET /v1/exports/{id} at 2000 req/s", Goal: "2000 req/s, p99 < 50ms",
-			Got: fmt.Sprintf("%.0f req/s, p99 %.1fms, %d errors", load.PerSecond, load.P99, load.Errors), Pass: ok,
-			Margin: fmt.Sprintf("p99 %.2f of budget", load.P99/MaxGetP99Millis)})
+	for _, l := range []struct {
+		what string
+		r    *LoadResult
+	}{{"GET /v1/exports/{id} at 2000 req/s", load}, {"GET of a running export at 2000 req/s", running}} {
+		if l.r == nil {
+			continue
+		}
+		ok := l.r.PerSecond >= 0.98*GetRate && l.r.P99 < MaxGetP99Millis && l.r.Errors == 0
+		ts = append(ts, Target{What: l.what, Goal: "2000 req/s, p99 < 50ms",
+			Got: fmt.Sprintf("%.0f req/s, p99 %.1fms, %d errors", l.r.PerSecond, l.r.P99, l.r.Errors), Pass: ok,
+			Margin: fmt.Sprintf("p99 %.2f of budget", l.r.P99/MaxGetP99Millis)})
 	}
 	return ts
 }

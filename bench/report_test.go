@@ -68,7 +68,7 @@ func TestTargets(t *testing.T) {
 	lat := &bench.Latency{Orders: 1000, Samples: []time.Duration{900 * time.Millisecond, 1100 * time.Millisecond, 950 * time.Millisecond}}
 	load := &bench.LoadResult{PerSecond: 2000, P99: 49}
 	pass := map[string]bool{}
-	for _, tg := range bench.Targets(sum, lat, load) {
+	for _, tg := range bench.Targets(sum, lat, load, nil) {
 		pass[tg.What] = tg.Pass
 	}
 	require.Equal(t, map[string]bool{
