@@ -69,7 +69,7 @@ func BenchmarkExport(b *testing.B) {
 		}
 		b.ReportMetric(float64(rows*int64(b.N))/b.Elapsed().Seconds(), "rows/s")
 	})
-	for _, run := range []string{"parquet", "arrow", "jsonl.gz", "csv.gz", "all"} {
+	for r, run := range []string{"parquet", "arrow", "jsonl.gz", "csv.gz", "all"} {
 		formats := exportd.Formats
 		if run != "all" {
 			formats = []exportd.Format{exportd.Format(run)}
@@ -81,7 +81,7 @@ func BenchmarkExport(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer store.Close()
-			acts := &activities.Activities{Source: &postgres.Source{Pool: pool}, Store: store}
+			acts := &activities.Activities{Source: &postgres.Source{Pool: pool}, Store: store, Records: &postgres.Files{Pool: pool}}
 			var ts testsuite.WorkflowTestSuite
 			ts.SetLogger(sdklog.NewStructuredLogger(slog.New(slog.DiscardHandler)))
 			env := ts.NewTestActivityEnvironment()
@@ -90,7 +90,7 @@ func BenchmarkExport(b *testing.B) {
 			i := 0
 			for b.Loop() {
 				i++
-				spec := exportd.Spec{ExportID: fmt.Sprintf("bench-%d", i), MerchantID: m.ID, Dataset: exportd.Orders,
+				spec := exportd.Spec{ExportID: fmt.Sprintf("bench-%d-%d", r, i), MerchantID: m.ID, Dataset: exportd.Orders,
 					Start: start, End: end, Formats: formats}
 				if err := spec.Normalize(); err != nil {
 					b.Fatal(err)

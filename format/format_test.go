@@ -33,6 +33,7 @@ func TestEveryFormat(t *testing.T) {
 		for _, d := range recordtest.Datasets {
 			t.Run(fmt.Sprintf("%s/%s", f, d), func(t *testing.T) {
 				recordtest.RequireDeterministic(t, writerFor(f, d), recordtest.Source(d, 300))
+				recordtest.RequireNoRetention(t, writerFor(f, d), recordtest.Source(d, 300))
 				empty := recordtest.Write(t, writerFor(f, d), &exportd.Batch{Dataset: d}, 0)
 				require.NotEmpty(t, empty)
 			})

@@ -57,6 +57,13 @@ func (k kind) accepts(oid uint32) bool {
 	return oid == pgtype.TextOID || oid == pgtype.VarcharOID || oid == pgtype.BPCharOID
 }
 
+// readsFormat reports whether the decoder reads k in a result of format
+// code f: binary, or either for text, whose binary format is its text
+// (pgx asks for text columns as text in a batch).
+func (k kind) readsFormat(f int16) bool {
+	return f == pgx.BinaryFormatCode || k == kindText && f == pgx.TextFormatCode
+}
+
 type column struct {
 	name     string
 	kind     kind
@@ -118,7 +125,7 @@ func (cs *columns) check(ctx context.Context, c *pgx.Conn, fds []pgconn.FieldDes
 			cs.table, len(fds), len(cs.cols))
 	}
 	for i, fd := range fds {
-		if fd.Format != pgx.BinaryFormatCode {
+		if !cs.cols[i].kind.readsFormat(fd.Format) {
 			return exportd.SourceError(nil, true, "%s.%s came back as text: the source needs the extended protocol's binary results (no simple protocol, no statement-mode pooler)",
 				cs.table, cs.cols[i].name)
 		}
@@ -231,7 +238,7 @@ func (cs *columns) fits(fds []pgconn.FieldDescription) bool {
 		return false
 	}
 	for i, fd := range fds {
-		if fd.Format != pgx.BinaryFormatCode || !cs.cols[i].kind.accepts(fd.DataTypeOID) {
+		if !cs.cols[i].kind.readsFormat(fd.Format) || !cs.cols[i].kind.accepts(fd.DataTypeOID) {
 			return false
 		}
 	}

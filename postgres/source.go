@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/exportd/exportd"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -211,7 +213,7 @@ func (p *pager) page(ctx context.Context, after exportd.Key) (int, error) {
 	// The page's three queries share one snapshot. The transaction ends
 	// with the page: a failed rollback closes the connection, which the
 	// pool then drops.
-	tx, err := conn.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	tx, err := conn.BeginTx(ctx, pgx.TxOptions{BeginQuery: beginPageSQL})
 	if err != nil {
 		return 0, sourceError(ctx, err, table)
 	}
@@ -225,6 +227,15 @@ func (p *pager) page(ctx context.Context, after exportd.Key) (int, error) {
 	}
 	return n, nil
 }
+
+// beginPageSQL begins the transaction of a page of orders in the same
+// round trip as its setting. REPEATABLE READ gives the page's queries one
+// snapshot. Generic plans keep the child queries on the (order_id) indexes
+// from the first page: a custom plan sees the page's thousands of ids and,
+// for the first five executions of a prepared statement, may pick a
+// sequential scan of all of order_items, until PostgreSQL itself switches
+// to the generic plan.
+const beginPageSQL = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET LOCAL plan_cache_mode = force_generic_plan"
 
 // pageSQL builds the keyset query of a page over table.
 func (p *pager) pageSQL(table, columns string, after exportd.Key) (string, []any) {
@@ -327,11 +338,38 @@ func (p *pager) children(ctx context.Context, c *pgx.Conn) error {
 	p.idsSQL = append(p.idsSQL, '}')
 	ids := string(p.idsSQL)
 
+	// Both child queries go out together, pipelined in the page's
+	// transaction: one round trip, and PostgreSQL runs the second while
+	// the first's rows are decoded here.
+	batch := &pgx.Batch{}
+	batch.Queue(itemsSQL, ids)
+	batch.Queue(orderPaymentsSQL, ids, p.q.MerchantID)
+	br := c.SendBatch(ctx, batch)
+	var misfit *misfitError
+	err := p.childRows(ctx, br, orders)
+	if errors.As(err, &misfit) {
+		// The result's shape is explained once the connection is free.
+		br.Close()
+		return misfit.cs.check(ctx, c, misfit.fds)
+	}
+	if cerr := br.Close(); err == nil && cerr != nil {
+		err = sourceError(ctx, cerr, itemCols.table)
+	}
+	return err
+}
+
+// childRows reads the items and then the payments of a page's orders from
+// the pipelined batch.
+func (p *pager) childRows(ctx context.Context, br pgx.BatchResults, orders []exportd.Order) error {
 	p.spans = grow(p.spans, len(orders))
 	clear(p.spans)
 	p.items = p.items[:0]
 	var cur int
-	err := p.scan(ctx, c, itemCols, itemsSQL, []any{ids}, func(v [][]byte) error {
+	rows, err := br.Query()
+	if err != nil {
+		return sourceError(ctx, err, itemCols.table)
+	}
+	err = p.each(ctx, rows, itemCols, func(v [][]byte) error {
 		pos, ok := p.position(p.dec.int8(v[0]), &cur)
 		if !ok {
 			return nil
@@ -358,7 +396,11 @@ func (p *pager) children(ctx context.Context, c *pgx.Conn) error {
 	clear(p.spans)
 	p.pays = p.pays[:0]
 	cur = 0
-	err = p.scan(ctx, c, paymentCols, orderPaymentsSQL, []any{ids, p.q.MerchantID}, func(v [][]byte) error {
+	rows, err = br.Query()
+	if err != nil {
+		return sourceError(ctx, err, paymentCols.table)
+	}
+	err = p.each(ctx, rows, paymentCols, func(v [][]byte) error {
 		pos, ok := p.position(p.dec.int8(v[1]), &cur)
 		if !ok {
 			return nil
@@ -432,11 +474,31 @@ func (p *pager) payment(x *exportd.Payment, v [][]byte) {
 // result's column types are checked against cs once, before the first row.
 // Every error it returns is classified (sourceError).
 func (p *pager) scan(ctx context.Context, c *pgx.Conn, cs *columns, sql string, args []any, fn func([][]byte) error) error {
-	p.dec.bad = false
 	rows, err := c.Query(ctx, sql, append([]any{pgx.QueryResultFormats{pgx.BinaryFormatCode}}, args...)...)
 	if err != nil {
 		return sourceError(ctx, err, cs.table)
 	}
+	err = p.each(ctx, rows, cs, fn)
+	var misfit *misfitError
+	if errors.As(err, &misfit) {
+		return cs.check(ctx, c, misfit.fds)
+	}
+	return err
+}
+
+// misfitError is a result whose columns are not those of cs; columns.check
+// explains it once the connection is free to look up type names.
+type misfitError struct {
+	cs  *columns
+	fds []pgconn.FieldDescription
+}
+
+func (e *misfitError) Error() string { return e.cs.table + ": unexpected result columns" }
+
+// each checks the columns of rows once and hands each row's raw values to
+// fn. It closes rows.
+func (p *pager) each(ctx context.Context, rows pgx.Rows, cs *columns, fn func([][]byte) error) error {
+	p.dec.bad = false
 	defer rows.Close()
 	if fds := rows.FieldDescriptions(); !cs.fits(fds) {
 		// A query the server cut off (shutdown, terminated backend) has no
@@ -445,7 +507,7 @@ func (p *pager) scan(ctx context.Context, c *pgx.Conn, cs *columns, sql string, 
 		if err := rows.Err(); err != nil {
 			return sourceError(ctx, err, cs.table)
 		}
-		return cs.check(ctx, c, fds)
+		return &misfitError{cs: cs, fds: slices.Clone(fds)}
 	}
 	for rows.Next() {
 		v := rows.RawValues()

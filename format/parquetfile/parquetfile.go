@@ -31,8 +31,9 @@ const (
 	DefaultMaxBytesPerRowGroup = 64 << 20
 )
 
-// sizeCheckRows is how often, in rows, a row group's size is estimated.
-const sizeCheckRows = 64
+// chunkRows is how many rows go to parquet-go per call: parquet-go never
+// takes more than 64 rows at a time before it considers cutting a page.
+const chunkRows = 64
 
 // Writer writes one dataset as a Parquet file.
 type Writer struct {
@@ -51,9 +52,9 @@ func NewWriter(d exportd.Dataset, w io.Writer) *Writer {
 func newWriter(d exportd.Dataset, w io.Writer, maxRows, maxBytes int64) *Writer {
 	pw := &Writer{d: d}
 	if d == exportd.Payments {
-		pw.payments = newGroupWriter[exportd.Payment](w, maxRows, maxBytes)
+		pw.payments = newGroupWriter(w, maxRows, maxBytes, (*arena).payment)
 	} else {
-		pw.orders = newGroupWriter[exportd.Order](w, maxRows, maxBytes)
+		pw.orders = newGroupWriter(w, maxRows, maxBytes, (*arena).order)
 	}
 	return pw
 }
@@ -100,42 +101,96 @@ type groupWriter[T any] struct {
 	pw       *parquet.GenericWriter[T]
 	maxRows  int64
 	maxBytes int64
-	rows     int64 // rows in the current row group
+	rows     int64 // rows in the current row group, pending ones excluded
 	start    int64 // pw.Size() when the current row group began
+	// pending holds the first rows of a chunk that the caller's batch
+	// ended in, detached from the caller's memory, until the next Write
+	// or Close completes the chunk.
+	pending []T
+	arena   arena
+	detach  func(*arena, *T)
 }
 
-func newGroupWriter[T any](w io.Writer, maxRows, maxBytes int64) *groupWriter[T] {
+func newGroupWriter[T any](w io.Writer, maxRows, maxBytes int64, detach func(*arena, *T)) *groupWriter[T] {
 	return &groupWriter[T]{
 		pw:       parquet.NewGenericWriter[T](w, parquet.Compression(&zstd.Codec{Level: zstd.SpeedDefault})),
 		maxRows:  maxRows,
 		maxBytes: maxBytes,
+		pending:  make([]T, 0, chunkRows),
+		detach:   detach,
 	}
 }
 
-// write hands rows to parquet-go one at a time. parquet-go decides whether
-// to cut a page after each Write call (and every 64 rows within one), so
-// calls of a fixed size are what keep page boundaries, and hence the
-// file's bytes, independent of the caller's batches. The byte limit is
-// checked every sizeCheckRows rows of a group because Size walks every
-// column; overshooting by that many rows does not matter.
+// write hands rows to parquet-go in chunks that end every chunkRows rows
+// of a row group and at its end. parquet-go decides whether to cut a page
+// after each Write call, so chunks that end at positions fixed by the row
+// count alone keep page boundaries, and hence the file's bytes,
+// independent of the caller's batches. The rows of a chunk that a batch
+// does not complete wait in pending. The byte limit is checked at the end
+// of every chunkRows rows, because Size walks every column; overshooting by
+// that many rows does not matter.
 func (g *groupWriter[T]) write(rows []T) error {
-	for i := range rows {
-		if _, err := g.pw.Write(rows[i : i+1]); err != nil {
-			return fmt.Errorf("error writing parquet row: %w", err)
-		}
-		g.rows++
-		if g.rows >= g.maxRows || g.rows%sizeCheckRows == 0 && g.pw.Size()-g.start >= g.maxBytes {
-			if err := g.pw.Flush(); err != nil {
-				return fmt.Errorf("error writing parquet row group: %w", err)
+	for len(rows) > 0 {
+		need := int(g.chunkEnd() - g.rows - int64(len(g.pending)))
+		if len(g.pending) == 0 && len(rows) >= need {
+			if err := g.writeChunk(rows[:need]); err != nil {
+				return err
 			}
-			g.rows = 0
-			g.start = g.pw.Size()
+			rows = rows[need:]
+			continue
+		}
+		k := min(need, len(rows))
+		for i := range rows[:k] {
+			g.pending = append(g.pending, rows[i])
+			g.detach(&g.arena, &g.pending[len(g.pending)-1])
+		}
+		rows = rows[k:]
+		if k == need {
+			if err := g.flushPending(); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
 }
 
+// chunkEnd is the row of the current row group at which the current chunk
+// ends.
+func (g *groupWriter[T]) chunkEnd() int64 {
+	return min((g.rows/chunkRows+1)*chunkRows, g.maxRows)
+}
+
+func (g *groupWriter[T]) flushPending() error {
+	err := g.writeChunk(g.pending)
+	clear(g.pending) // drop the references for the collector
+	g.pending = g.pending[:0]
+	g.arena.reset()
+	return err
+}
+
+// writeChunk writes rows that end a chunk, or the last rows of the file,
+// and ends the row group when it is full.
+func (g *groupWriter[T]) writeChunk(rows []T) error {
+	if _, err := g.pw.Write(rows); err != nil {
+		return fmt.Errorf("error writing parquet rows: %w", err)
+	}
+	g.rows += int64(len(rows))
+	if g.rows >= g.maxRows || g.rows%chunkRows == 0 && g.pw.Size()-g.start >= g.maxBytes {
+		if err := g.pw.Flush(); err != nil {
+			return fmt.Errorf("error writing parquet row group: %w", err)
+		}
+		g.rows = 0
+		g.start = g.pw.Size()
+	}
+	return nil
+}
+
 func (g *groupWriter[T]) close() error {
+	if len(g.pending) > 0 {
+		if err := g.flushPending(); err != nil {
+			return err
+		}
+	}
 	if err := g.pw.Close(); err != nil {
 		return fmt.Errorf("error closing parquet file: %w", err)
 	}

@@ -121,6 +121,7 @@ func TestDeterministic(t *testing.T) {
 		for _, rows := range []int64{smallGroup, DefaultMaxRowsPerRowGroup} {
 			t.Run(fmt.Sprintf("%s/%d", d, rows), func(t *testing.T) {
 				recordtest.RequireDeterministic(t, writerFor(d, rows, DefaultMaxBytesPerRowGroup), recordtest.Source(d, 1000))
+				recordtest.RequireNoRetention(t, writerFor(d, rows, DefaultMaxBytesPerRowGroup), recordtest.Source(d, 1000))
 			})
 		}
 	}
