@@ -54,6 +54,7 @@ type part struct {
 	rows        int64
 	first, last exportd.Key
 	files       []*partFile
+	w           *format.Parallel // every file's format writer, each on a goroutine of its own
 	tally       exportd.Tally
 	totals      exportd.Totals
 	locations   map[string]struct{}
@@ -111,10 +112,8 @@ func (e *exporter) write(b *exportd.Batch) error {
 		}
 		k := int(min(int64(n-i), limit-e.part.rows))
 		s := b.Slice(i, i+k)
-		for _, f := range e.part.files {
-			if err := f.w.Write(s); err != nil {
-				return f.failed(err)
-			}
+		if err := e.part.w.Write(s); err != nil {
+			return e.part.failed(err)
 		}
 		e.part.account(s)
 		if e.part.rows == 0 {
@@ -187,8 +186,22 @@ func (e *exporter) open() error {
 		}
 		p.files = append(p.files, pf)
 	}
+	ws := make([]format.Writer, len(p.files))
+	for i, f := range p.files {
+		ws[i] = f.w
+	}
+	p.w = format.NewParallel(ws...)
 	e.part = p
 	return nil
+}
+
+// failed classifies the error of one of the part's writers.
+func (p *part) failed(err error) error {
+	var we *format.WriterError
+	if errors.As(err, &we) && we.Index < len(p.files) {
+		return p.files[we.Index].failed(we.Err)
+	}
+	return err
 }
 
 // commit closes and commits every file of the open part, records the
@@ -202,10 +215,10 @@ func (e *exporter) commit() error {
 		Tally: p.tally, Totals: p.totals, Locations: make([]string, 0, len(p.locations)),
 		Files: make([]exportd.FileInfo, 0, len(p.files)),
 	}
+	if err := p.w.Close(); err != nil {
+		return p.failed(err)
+	}
 	for _, f := range p.files {
-		if err := f.w.Close(); err != nil {
-			return f.failed(err)
-		}
 		if err := f.buf.Flush(); err != nil {
 			return f.failed(err)
 		}
