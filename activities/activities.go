@@ -183,8 +183,13 @@ func (a *Activities) Export(ctx context.Context, in ExportInput) (res ExportResu
 	if from.Rows > 0 {
 		log.Info("resuming export", "part", from.Part, "rows", from.Rows, "cursor", from.Cursor)
 	}
-	// Progress shows at once, the resumed rows included.
-	e.heartbeat(a.now())
+	// A resumed attempt shows its progress at once. A fresh one waits for
+	// rows to report: the SDK sends the first heartbeat at once and holds
+	// the next ones back for seconds, so a first heartbeat of zero rows
+	// would hide the progress of a short export.
+	if from.Rows > 0 || in.Shown > 0 {
+		e.heartbeat(a.now())
+	}
 	q := query(in.Spec, from.Cursor)
 	if from.Cursor.IsZero() {
 		q.After = bounds.After
