@@ -218,6 +218,21 @@ func (b *bencher) run(ctx context.Context) error {
 		}
 	}
 
+	// The naive pipeline a user would write instead, timed once per
+	// repeat, each right after a limit of its own.
+	for range b.cfg.Repeat {
+		l, _, err := b.limitSample(ctx)
+		if err != nil {
+			return err
+		}
+		sec, err := b.naive(ctx)
+		if err != nil {
+			return fmt.Errorf("naive pipeline: %w", err)
+		}
+		res.Naive = append(res.Naive, Sample{Seconds: sec, Limit: l.Seconds})
+		b.printf("naive     %7.3fs  COPY (FORMAT csv) | gzip -1, %.2fx its limit", sec, l.Seconds/sec)
+	}
+
 	var lat *Latency
 	var lastID string
 	if b.cfg.LatencyExports > 0 {
@@ -419,6 +434,21 @@ func (b *bencher) limit(ctx context.Context) ([]LimitPart, error) {
 	}
 	defer conn.Release()
 	return CopyLimit(ctx, conn.Conn().PgConn(), b.window)
+}
+
+// naive runs the naive pipeline into a scratch directory.
+func (b *bencher) naive(ctx context.Context) (float64, error) {
+	dir, err := os.MkdirTemp(b.cfg.DataDir, "naive-")
+	if err != nil {
+		return 0, err
+	}
+	defer os.RemoveAll(dir)
+	conn, err := b.stack.Pool.Acquire(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("error acquiring connection: %w", err)
+	}
+	defer conn.Release()
+	return NaivePipeline(ctx, conn.Conn().PgConn(), b.window, dir)
 }
 
 func (b *bencher) limitSample(ctx context.Context) (Sample, []LimitPart, error) {

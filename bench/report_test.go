@@ -62,10 +62,11 @@ func keys(m map[string]any) []string {
 
 func TestTargets(t *testing.T) {
 	sum := bench.Summary{Runs: map[string]bench.RunSummary{
-		"parquet": {RatioToLimit: 0.79, PeakRSSMiB: 100},
-		"all":     {RatioToLimit: 0.41, PeakRSSMiB: 300},
-	}}
-	lat := &bench.Latency{Orders: 1000, Samples: []time.Duration{900 * time.Millisecond, 1100 * time.Millisecond, 950 * time.Millisecond}}
+		"parquet":  {RatioToLimit: 0.84, PeakRSSMiB: 100},
+		"jsonl.gz": {RatioToLimit: 0.86, PeakRSSMiB: 80},
+		"all":      {RatioToLimit: 0.61, PeakRSSMiB: 300},
+	}, Naive: &bench.RunSummary{RatioToLimit: 0.9}}
+	lat := &bench.Latency{Orders: 1000, Samples: []time.Duration{400 * time.Millisecond, 600 * time.Millisecond, 450 * time.Millisecond}}
 	load := &bench.LoadResult{PerSecond: 2000, P99: 49}
 	pass := map[string]bool{}
 	for _, tg := range bench.Targets(sum, lat, load, nil) {
@@ -73,6 +74,8 @@ func TestTargets(t *testing.T) {
 	}
 	require.Equal(t, map[string]bool{
 		"parquet rows/s vs limit":            false,
+		"jsonl.gz rows/s vs limit":           true,
+		"jsonl.gz vs COPY csv | gzip -1":     false,
 		"all rows/s vs limit":                true,
 		"worker peak RSS (worst run)":        false,
 		"1000-order export p50 (3 runs)":     true,
