@@ -83,7 +83,7 @@ func TestTopology(t *testing.T) {
 	// Created through API 1, read through API 2.
 	id := create(t, api1, key, "topology")
 	waitRows(t, api2, key, id)
-	victim := exportWorker(t, ctx, tc, id, 1)
+	victim, first := exportWorker(t, ctx, tc, id, "")
 	other := 0
 	for _, w := range c.Workers {
 		if w.PID != victim {
@@ -97,7 +97,8 @@ func TestTopology(t *testing.T) {
 
 	// The other worker takes the Export activity over once its heartbeat
 	// times out.
-	require.Equal(t, other, exportWorker(t, ctx, tc, id, 2), "the retry runs on the surviving worker")
+	survivor, _ := exportWorker(t, ctx, tc, id, first)
+	require.Equal(t, other, survivor, "the retry runs on the surviving worker")
 	t.Logf("worker %d resumed the export %s after the kill", other, time.Since(killed).Round(time.Millisecond))
 
 	// Temporal is restarted while that attempt runs: the cluster restarts
@@ -218,10 +219,13 @@ func startCluster(t *testing.T) (string, func() clusterInfo) {
 	}
 }
 
-// exportWorker waits until the given attempt of the Export activity runs
-// and returns the pid of the worker running it, from its identity
-// ("pid@host@", the Go SDK's default).
-func exportWorker(t *testing.T, ctx context.Context, tc client.Client, id string, attempt int32) int {
+// exportWorker waits until an Export activity of the export other than
+// the one named before (its activity ID; "" for any) has started, and
+// returns the pid of the worker running it, from its identity ("pid@host@",
+// the Go SDK's default), and its activity ID. The
+// workflow retries the step itself, so each attempt is an activity of its
+// own with an ID of its own.
+func exportWorker(t *testing.T, ctx context.Context, tc client.Client, id, before string) (int, string) {
 	t.Helper()
 	var last string
 	deadline := time.Now().Add(2 * time.Minute)
@@ -229,19 +233,19 @@ func exportWorker(t *testing.T, ctx context.Context, tc client.Client, id string
 		desc, err := tc.DescribeWorkflowExecution(ctx, "export-"+id, "")
 		if err == nil {
 			for _, a := range desc.GetPendingActivities() {
-				last = fmt.Sprintf("%s attempt %d %s %q", a.GetActivityType().GetName(), a.GetAttempt(), a.GetState(), a.GetLastWorkerIdentity())
-				if a.GetActivityType().GetName() == "Export" && a.GetAttempt() >= attempt &&
+				last = fmt.Sprintf("%s %s %s %q", a.GetActivityType().GetName(), a.GetActivityId(), a.GetState(), a.GetLastWorkerIdentity())
+				if a.GetActivityType().GetName() == "Export" && a.GetActivityId() != before &&
 					a.GetState() == enumspb.PENDING_ACTIVITY_STATE_STARTED && a.GetLastWorkerIdentity() != "" {
 					pid, err := strconv.Atoi(strings.SplitN(a.GetLastWorkerIdentity(), "@", 2)[0])
 					require.NoError(t, err, "worker identity %q", a.GetLastWorkerIdentity())
-					return pid
+					return pid, a.GetActivityId()
 				}
 			}
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	t.Fatalf("attempt %d of the Export activity never ran (last: %s)", attempt, last)
-	return 0
+	t.Fatalf("no Export activity after %q started (last: %s)", before, last)
+	return 0, ""
 }
 
 // exportDoc is the part of GET /v1/exports/{id} the test reads.
