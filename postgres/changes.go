@@ -133,14 +133,25 @@ func (c *Changes) SnapshotID() string { return c.id }
 
 // Close releases the mark; pages of the export can no longer be read.
 func (c *Changes) Close(ctx context.Context) error {
-	return c.conn.Close(ctx)
+	// Ending the transaction first, and waiting for it, retires the
+	// snapshot before Close returns; closing the session alone would leave
+	// it importable until the server noticed.
+	err := c.tx.Rollback(ctx)
+	if cerr := c.conn.Close(ctx); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("error releasing change export mark: %w", err)
+	}
+	return nil
 }
 
 // importSnapshot makes tx, just begun, read in the exported snapshot id.
 func importSnapshot(ctx context.Context, tx pgx.Tx, id, table string) error {
 	_, err := tx.Exec(ctx, "SET TRANSACTION SNAPSHOT '"+strings.ReplaceAll(id, "'", "''")+"'")
 	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) && pgErr.Code == "22023" { // invalid snapshot identifier
+	// 22023: no such snapshot any more; 55000: its session is ending.
+	if errors.As(err, &pgErr) && (pgErr.Code == "22023" || pgErr.Code == "55000") {
 		return exportd.SourceError(fmt.Errorf("%w: %w", ErrMarkLost, err), false, "reading %s: the change export's snapshot is gone; the change export must start again", table)
 	}
 	return sourceError(ctx, err, table)
