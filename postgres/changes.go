@@ -104,9 +104,13 @@ type Changes struct {
 // OpenChanges takes a new mark and holds it for the pages of a change
 // export: StreamChanges and CountChanges read as of it.
 func (s *Source) OpenChanges(ctx context.Context) (*Changes, error) {
-	conn, err := pgx.ConnectConfig(ctx, s.Pool.Config().ConnConfig.Copy())
+	cfg := s.Pool.Config().ConnConfig.Copy()
+	// The session sits idle in its transaction while the pages are read: a
+	// server-wide timeout for that must not end it.
+	cfg.RuntimeParams["idle_in_transaction_session_timeout"] = "0"
+	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
-		return nil, sourceError(ctx, err, "orders")
+		return nil, sourceError(ctx, err, "the change export's mark")
 	}
 	c := &Changes{conn: conn}
 	c.tx, err = conn.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
@@ -117,7 +121,7 @@ func (s *Source) OpenChanges(ctx context.Context) (*Changes, error) {
 	}
 	if err != nil {
 		_ = conn.Close(context.WithoutCancel(ctx))
-		return nil, sourceError(ctx, err, "orders")
+		return nil, sourceError(ctx, err, "the change export's mark")
 	}
 	return c, nil
 }
@@ -237,11 +241,17 @@ func (p *pager) changeTables() changeTables {
 	return changeTables{"orders", orderDeletionCols}
 }
 
-// changedSince is the condition "changed after the mark $2": the range
-// test lets the (merchant_id, change_xid) index find the rows, the
-// visibility test decides. A NULL change_xid predates change tracking and
-// so every mark.
-const changedSince = " AND change_xid >= pg_snapshot_xmin($2::text::pg_snapshot) AND NOT pg_visible_in_snapshot(change_xid, $2::text::pg_snapshot)"
+// changed is the condition "changed after the mark $2": the range test
+// lets the (merchant_id, change_xid) index find the rows, the visibility
+// test decides. A NULL change_xid predates change tracking and so every
+// mark.
+const (
+	changed      = "change_xid >= pg_snapshot_xmin($2::text::pg_snapshot) AND NOT pg_visible_in_snapshot(change_xid, $2::text::pg_snapshot)"
+	changedSince = " AND " + changed
+	// An order also changed when a child was written for it while its
+	// transaction could not see it (migration 0006, order_touches).
+	orderChangedSince = " AND (" + changed + " OR id = ANY (ARRAY(SELECT order_id FROM order_touches WHERE " + changed + ")))"
+)
 
 // changeSQL builds the keyset query of a change page's upserts over table:
 // the rows as of the mark (the page reads in it), changed after q.From.
@@ -254,7 +264,11 @@ func (p *pager) changeWhere(table, columns string) (string, []any) {
 	sql := "SELECT " + columns + " FROM " + table + " WHERE merchant_id = $1"
 	args := []any{p.q.MerchantID}
 	if p.change.From != "" {
-		sql += changedSince
+		if table == "orders" {
+			sql += orderChangedSince
+		} else {
+			sql += changedSince
+		}
 		args = append(args, string(p.change.From))
 	}
 	return sql, args

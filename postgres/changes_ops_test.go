@@ -249,3 +249,42 @@ func TestChangeExportMarkLostAndBadQueries(t *testing.T) {
 	_, err = src.CountChanges(ctx, c, q)
 	require.True(t, errors.Is(err, postgres.ErrMarkLost))
 }
+
+// TestChangeExportChildOfInvisibleOrder: a payment (or item) written for an
+// order that its transaction cannot see yet, because the order's insert
+// has not committed, and that commits after a mark the order's insert came
+// before, is in the next export with its order. The tables have no
+// foreign keys, so nothing makes the payment wait for the order.
+func TestChangeExportChildOfInvisibleOrder(t *testing.T) {
+	t.Parallel()
+	pool := pgtest.New(t)
+	ctx := context.Background()
+	insertOrders(t, pool, order("m1", 1, t0))
+	_, _, mark := changeExport(t, pool, exportd.Orders, "")
+
+	parent, err := pool.Begin(ctx)
+	require.NoError(t, err)
+	defer parent.Rollback(ctx)
+	_, err = parent.Exec(ctx, `INSERT INTO orders (id, merchant_id, created_at, updated_at, state, currency, subtotal, tax, total)
+		VALUES (2, 'm1', $1, $1, 'paid', 'USD', 100, 0, 100)`, t0)
+	require.NoError(t, err)
+	child, err := pool.Begin(ctx)
+	require.NoError(t, err)
+	defer child.Rollback(ctx)
+	_, err = child.Exec(ctx, `INSERT INTO transactions (id, order_id, merchant_id, created_at, kind, tender, result, amount)
+		VALUES (20, 2, 'm1', $1, 'sale', 'cash', 'success', 100)`, t0)
+	require.NoError(t, err)
+	_, err = child.Exec(ctx, `INSERT INTO order_items (order_id, line, name, quantity, unit_price, amount) VALUES (2, 1, 'x', 1, 100, 100)`)
+	require.NoError(t, err)
+	require.NoError(t, parent.Commit(ctx))
+
+	got, _, mark := changeExport(t, pool, exportd.Orders, mark)
+	require.Equal(t, []opID{{exportd.OpUpsert, 2}}, opIDs(got))
+	require.Empty(t, got[0].Payments)
+	require.NoError(t, child.Commit(ctx))
+
+	got, _, _ = changeExport(t, pool, exportd.Orders, mark)
+	require.Equal(t, []opID{{exportd.OpUpsert, 2}}, opIDs(got))
+	require.Len(t, got[0].Payments, 1)
+	require.Len(t, got[0].Items, 1)
+}

@@ -27,7 +27,8 @@ CREATE INDEX transactions_merchant_change_idx ON transactions (merchant_id, chan
 
 -- Tombstones: one row per deleted order or transaction (and per order that
 -- moved to another merchant, for the merchant it left). Nothing prunes
--- them yet: a pruning horizon must also expire the cursors older than it.
+-- them (or order_touches, below) yet: a pruning horizon must also expire
+-- the cursors older than it.
 CREATE TABLE order_deletions (
     order_id    bigint NOT NULL,
     merchant_id text NOT NULL,
@@ -85,19 +86,43 @@ CREATE TRIGGER transactions_restamp_insert AFTER INSERT ON transactions
 -- lock orders these stamps like the order's own updates. An item or payment
 -- that moves to another order touches both.
 --
--- exportd.bulk_load = 'on' skips this for a load of new orders whose
--- children arrive in other transactions than the orders (the seed): there
--- is no order to touch yet, and the order's own insert is its stamp.
+-- The tables have no foreign keys, so a child can be written for an order
+-- its transaction cannot see: one whose insert has not committed yet, or
+-- that is gone and may be inserted again. Such an order may become visible
+-- to a mark before the child commits, so the child is noted in
+-- order_touches instead, and a change export counts the order as changed
+-- in the interval where the child's transaction committed.
+--
+-- exportd.bulk_load = 'on' skips all this for a load of new orders whose
+-- children commit before the orders (the seed): the order's own insert is
+-- then its stamp.
+CREATE TABLE order_touches (
+    order_id   bigint NOT NULL,
+    change_xid xid8 NOT NULL DEFAULT pg_current_xact_id()
+);
+CREATE INDEX order_touches_change_idx ON order_touches (change_xid, order_id);
+
 CREATE FUNCTION exportd_touch_order() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    targets bigint[];
+    target bigint;
 BEGIN
     IF TG_OP <> 'DELETE' THEN
-        UPDATE orders SET change_xid = pg_current_xact_id()
-         WHERE id = NEW.order_id AND change_xid IS DISTINCT FROM pg_current_xact_id();
+        targets := targets || NEW.order_id;
     END IF;
     IF TG_OP = 'DELETE' OR TG_OP = 'UPDATE' AND OLD.order_id <> NEW.order_id THEN
-        UPDATE orders SET change_xid = pg_current_xact_id()
-         WHERE id = OLD.order_id AND change_xid IS DISTINCT FROM pg_current_xact_id();
+        targets := targets || OLD.order_id;
     END IF;
+    FOREACH target IN ARRAY targets LOOP
+        -- Stamped already by this transaction: the usual case of an order
+        -- written with its items.
+        PERFORM FROM orders WHERE id = target AND change_xid = pg_current_xact_id();
+        CONTINUE WHEN FOUND;
+        UPDATE orders SET change_xid = pg_current_xact_id() WHERE id = target;
+        CONTINUE WHEN FOUND;
+        INSERT INTO order_touches (order_id) SELECT target
+         WHERE NOT EXISTS (SELECT FROM order_touches WHERE change_xid = pg_current_xact_id() AND order_id = target);
+    END LOOP;
     RETURN NULL;
 END
 $$;
