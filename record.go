@@ -20,6 +20,10 @@ type Order struct {
 	Note        *string   `parquet:"note,optional"`
 	Items       []Item    `parquet:"items,list"`
 	Payments    []Payment `parquet:"payments,list"`
+	// Op and DeletedAt are set by change exports only (see ChangeOp); the
+	// formats of ordinary exports do not carry them.
+	Op        ChangeOp   `parquet:"-" json:"op,omitempty"`
+	DeletedAt *time.Time `parquet:"-" json:"deletedAt,omitempty"`
 }
 
 // Item is one line item of an order.
@@ -46,7 +50,21 @@ type Payment struct {
 	CardBrand  *string   `parquet:"card_brand,optional"`
 	Result     string    `parquet:"result"`
 	Amount     int64     `parquet:"amount"`
+	// Op and DeletedAt are set by change exports only, as on Order.
+	Op        ChangeOp   `parquet:"-" json:"op,omitempty"`
+	DeletedAt *time.Time `parquet:"-" json:"deletedAt,omitempty"`
 }
+
+// ChangeOp says what a record of a change export does to a copy of the
+// dataset: replace the record with the same id, or remove it.
+type ChangeOp string
+
+// The change operations. A delete carries the record's id, merchant,
+// created_at and DeletedAt, nothing else.
+const (
+	OpUpsert ChangeOp = "upsert"
+	OpDelete ChangeOp = "delete"
+)
 
 // Batch is a page of records of one dataset, in export order. Exactly one
 // of Orders and Payments is used, according to the dataset.

@@ -45,3 +45,28 @@ func BenchmarkSourceStream(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkSeed loads 200k orders (with their ~450k items and ~230k
+// payments) into a fresh database per iteration, the cost the change
+// tracking triggers must keep small:
+//
+//	go test ./postgres -run '^$' -bench Seed -benchtime 3x
+func BenchmarkSeed(b *testing.B) {
+	ctx := context.Background()
+	start := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	m := postgres.SeedMerchant{ID: "bench", Timezone: "America/Chicago", Currency: "USD", Orders: 200_000}
+	opts := postgres.SeedOptions{Seed: 1, Merchants: []postgres.SeedMerchant{m}, Start: start, End: start.AddDate(0, 3, 0)}
+	var rows int64
+	for b.Loop() {
+		b.StopTimer()
+		pool := pgtest.New(b)
+		b.StartTimer()
+		res, err := postgres.Seed(ctx, pool, opts)
+		if err != nil {
+			b.Fatal(err)
+		}
+		sm := res.Merchants[0]
+		rows += sm.Orders + sm.Items + sm.Transactions
+	}
+	b.ReportMetric(float64(rows)/b.Elapsed().Seconds(), "rows/s")
+}

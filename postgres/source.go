@@ -107,11 +107,16 @@ func (s *Source) Stream(ctx context.Context, q Query, fn func(*exportd.Batch) er
 		size = DefaultPageSize
 	}
 	// Two pagers take turns: one is read into while fn has the other.
-	pagers := [2]*pager{newPager(s, q, size), newPager(s, q, size)}
+	return stream(ctx, [2]*pager{newPager(s, q, size), newPager(s, q, size)}, q.After, fn)
+}
+
+// stream runs the pages of a Stream or StreamChanges after the key.
+func stream(ctx context.Context, pagers [2]*pager, after exportd.Key, fn func(*exportd.Batch) error) error {
+	size := pagers[0].size
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	cur := 0
-	next := pagers[cur].fetch(ctx, q.After)
+	next := pagers[cur].fetch(ctx, after)
 	for {
 		r := <-next
 		if r.err != nil {
@@ -178,6 +183,12 @@ type pager struct {
 	batch *exportd.Batch
 	strs  map[string]*string // interned low-cardinality strings
 
+	// A change export's pages read in its held snapshot (snap, from
+	// pg_export_snapshot) and select by change (changes.go).
+	snap   string
+	change *ChangeQuery
+	delAts []time.Time // DeletedAt of a page's deletes
+
 	dec decoder
 
 	// Backing arrays for the pointer fields of one page.
@@ -206,19 +217,30 @@ func (p *pager) page(ctx context.Context, after exportd.Key) (int, error) {
 		return 0, sourceError(ctx, err, table)
 	}
 	defer conn.Release()
-	if p.q.Dataset == exportd.Payments {
+	if p.q.Dataset == exportd.Payments && p.snap == "" {
 		// One statement: consistent by itself.
 		return p.paymentsPage(ctx, conn.Conn(), after)
 	}
-	// The page's three queries share one snapshot. The transaction ends
-	// with the page: a failed rollback closes the connection, which the
-	// pool then drops.
+	// The page's queries share one snapshot: the page's own, or the change
+	// export's (SET TRANSACTION SNAPSHOT comes after the BEGIN's SET LOCAL,
+	// which is no query). The transaction ends with the page: a failed
+	// rollback closes the connection, which the pool then drops.
 	tx, err := conn.BeginTx(ctx, pgx.TxOptions{BeginQuery: beginPageSQL})
 	if err != nil {
 		return 0, sourceError(ctx, err, table)
 	}
 	defer tx.Rollback(ctx) // after Commit, a no-op
-	n, err := p.ordersPage(ctx, tx.Conn(), after)
+	if p.snap != "" {
+		if err := importSnapshot(ctx, tx, p.snap, table); err != nil {
+			return 0, err
+		}
+	}
+	var n int
+	if p.q.Dataset == exportd.Payments {
+		n, err = p.paymentsPage(ctx, tx.Conn(), after)
+	} else {
+		n, err = p.ordersPage(ctx, tx.Conn(), after)
+	}
 	if err != nil {
 		return 0, err
 	}
@@ -239,6 +261,9 @@ const beginPageSQL = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET LOCAL
 
 // pageSQL builds the keyset query of a page over table.
 func (p *pager) pageSQL(table, columns string, after exportd.Key) (string, []any) {
+	if p.change != nil {
+		return p.changeSQL(table, columns, after)
+	}
 	sql := "SELECT " + columns + " FROM " + table + " WHERE merchant_id = $1 AND created_at >= $2 AND created_at < $3"
 	args := []any{p.q.MerchantID, p.q.Start, p.q.End}
 	if !after.IsZero() {
@@ -297,6 +322,11 @@ func (p *pager) ordersPage(ctx context.Context, c *pgx.Conn, after exportd.Key) 
 	})
 	if err != nil {
 		return 0, err
+	}
+	if p.change != nil {
+		if err := p.orderDeletes(ctx, c, after); err != nil {
+			return 0, err
+		}
 	}
 	if len(b.Orders) == 0 {
 		return 0, nil
@@ -452,6 +482,11 @@ func (p *pager) paymentsPage(ctx context.Context, c *pgx.Conn, after exportd.Key
 	})
 	if err != nil {
 		return 0, err
+	}
+	if p.change != nil {
+		if err := p.paymentDeletes(ctx, c, after); err != nil {
+			return 0, err
+		}
 	}
 	return len(b.Payments), nil
 }
