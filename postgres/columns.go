@@ -95,26 +95,45 @@ func newColumns(table string, keys []string, cols ...column) *columns {
 	return c
 }
 
+// The select lists are derived from exportd's column tables: a column with
+// a Source is selected, in the table's order, and read as its type. The
+// decode functions in source.go read them by position, which
+// TestDecodeFollowsColumns checks by name against the tables.
 var (
-	orderCols = newColumns("orders", []string{"id", "created_at"},
-		column{"id", kindInt8, false}, column{"location_id", kindText, true},
-		column{"created_at", kindTime, false}, column{"updated_at", kindTime, false},
-		column{"state", kindText, false}, column{"currency", kindText, false},
-		column{"subtotal", kindInt8, false}, column{"tax", kindInt8, false},
-		column{"tip", kindInt8, true}, column{"total", kindInt8, false},
-		column{"customer_ref", kindText, true}, column{"note", kindText, true})
+	orderCols = newColumns("orders", []string{"id", "created_at"}, selected(exportd.OrderColumns)...)
+	// The items query leads with the order id, to merge items into the
+	// page's orders; the files have no such column.
 	itemCols = newColumns("order_items", []string{"order_id", "line"},
-		column{"order_id", kindInt8, false}, column{"line", kindInt4, false},
-		column{"sku", kindText, true}, column{"name", kindText, false},
-		column{"quantity", kindInt4, false}, column{"unit_price", kindInt8, false},
-		column{"amount", kindInt8, false})
-	paymentCols = newColumns("transactions", []string{"id", "created_at"},
-		column{"id", kindInt8, false}, column{"order_id", kindInt8, false},
-		column{"location_id", kindText, true}, column{"created_at", kindTime, false},
-		column{"kind", kindText, false}, column{"tender", kindText, false},
-		column{"card_brand", kindText, true}, column{"result", kindText, false},
-		column{"amount", kindInt8, false})
+		append([]column{{"order_id", kindInt8, false}}, selected(exportd.ItemColumns)...)...)
+	paymentCols = newColumns("transactions", []string{"id", "created_at"}, selected(exportd.PaymentColumns)...)
 )
+
+// selected returns the source columns of a column table: those read from
+// the row, as the decoder reads them.
+func selected(cols []exportd.Column) []column {
+	var out []column
+	for _, c := range cols {
+		if c.Source != "" {
+			out = append(out, column{c.Source, kindOf(c), c.Nullable})
+		}
+	}
+	return out
+}
+
+// kindOf is the wire type a column of the table is read as.
+func kindOf(c exportd.Column) kind {
+	switch c.Type {
+	case exportd.Int64:
+		return kindInt8
+	case exportd.Int32:
+		return kindInt4
+	case exportd.Timestamp:
+		return kindTime
+	case exportd.String:
+		return kindText
+	}
+	panic(fmt.Sprintf("postgres: column %q of type %s has no source type", c.Name, c.Type))
+}
 
 // check compares a result's columns with what the decoder expects, so that
 // a changed schema fails at once, naming the column, instead of producing

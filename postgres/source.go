@@ -294,30 +294,8 @@ func (p *pager) ordersPage(ctx context.Context, c *pgx.Conn, after exportd.Key) 
 	err := p.scan(ctx, c, orderCols, sql, args, func(v [][]byte) error {
 		i := len(b.Orders)
 		b.Orders = append(b.Orders, exportd.Order{})
-		o := &b.Orders[i]
-		o.ID = p.dec.int8(v[0])
-		o.MerchantID = p.q.MerchantID
-		o.LocationID = p.intern(v[1])
-		o.CreatedAt = p.dec.time(v[2])
-		o.UpdatedAt = p.dec.time(v[3])
-		o.State = p.str(v[4])
-		o.Currency = p.str(v[5])
-		o.Subtotal = p.dec.int8(v[6])
-		o.Tax = p.dec.int8(v[7])
-		if v[8] != nil {
-			p.tips[i] = p.dec.int8(v[8])
-			o.Tip = &p.tips[i]
-		}
-		o.Total = p.dec.int8(v[9])
-		if v[10] != nil {
-			p.customerRefs[i] = string(v[10])
-			o.CustomerRef = &p.customerRefs[i]
-		}
-		if v[11] != nil {
-			p.noteStrs[i] = string(v[11])
-			o.Note = &p.noteStrs[i]
-		}
-		p.ids = append(p.ids, o.ID)
+		p.order(&b.Orders[i], i, v)
+		p.ids = append(p.ids, b.Orders[i].ID)
 		return nil
 	})
 	if err != nil {
@@ -335,6 +313,33 @@ func (p *pager) ordersPage(ctx context.Context, c *pgx.Conn, after exportd.Key) 
 		return 0, err
 	}
 	return len(b.Orders), nil
+}
+
+// order decodes a row of orderCols into o, the page's order i, whose
+// pointer fields point into the page's backing arrays.
+func (p *pager) order(o *exportd.Order, i int, v [][]byte) {
+	o.ID = p.dec.int8(v[0])
+	o.MerchantID = p.q.MerchantID
+	o.LocationID = p.intern(v[1])
+	o.CreatedAt = p.dec.time(v[2])
+	o.UpdatedAt = p.dec.time(v[3])
+	o.State = p.str(v[4])
+	o.Currency = p.str(v[5])
+	o.Subtotal = p.dec.int8(v[6])
+	o.Tax = p.dec.int8(v[7])
+	if v[8] != nil {
+		p.tips[i] = p.dec.int8(v[8])
+		o.Tip = &p.tips[i]
+	}
+	o.Total = p.dec.int8(v[9])
+	if v[10] != nil {
+		p.customerRefs[i] = string(v[10])
+		o.CustomerRef = &p.customerRefs[i]
+	}
+	if v[11] != nil {
+		p.noteStrs[i] = string(v[11])
+		o.Note = &p.noteStrs[i]
+	}
 }
 
 // The child queries of a page of orders, both sorted by order id to merge
@@ -404,14 +409,7 @@ func (p *pager) childRows(ctx context.Context, br pgx.BatchResults, orders []exp
 		if !ok {
 			return nil
 		}
-		p.items = append(p.items, exportd.Item{
-			Line:      p.dec.int4(v[1]),
-			SKU:       p.intern(v[2]),
-			Name:      p.str(v[3]),
-			Quantity:  p.dec.int4(v[4]),
-			UnitPrice: p.dec.int8(v[5]),
-			Amount:    p.dec.int8(v[6]),
-		})
+		p.items = append(p.items, p.item(v))
 		p.note(pos, len(p.items)-1)
 		return nil
 	})
@@ -471,6 +469,18 @@ func (p *pager) note(pos, idx int) {
 	p.spans[pos].n++
 }
 
+// item decodes a row of itemCols; v[0] is the order id.
+func (p *pager) item(v [][]byte) exportd.Item {
+	return exportd.Item{
+		Line:      p.dec.int4(v[1]),
+		SKU:       p.intern(v[2]),
+		Name:      p.str(v[3]),
+		Quantity:  p.dec.int4(v[4]),
+		UnitPrice: p.dec.int8(v[5]),
+		Amount:    p.dec.int8(v[6]),
+	}
+}
+
 func (p *pager) paymentsPage(ctx context.Context, c *pgx.Conn, after exportd.Key) (int, error) {
 	sql, args := p.pageSQL("transactions", paymentCols.sql, after)
 	b := p.batch
@@ -491,6 +501,7 @@ func (p *pager) paymentsPage(ctx context.Context, c *pgx.Conn, after exportd.Key
 	return len(b.Payments), nil
 }
 
+// payment decodes a row of paymentCols into x.
 func (p *pager) payment(x *exportd.Payment, v [][]byte) {
 	x.ID = p.dec.int8(v[0])
 	x.OrderID = p.dec.int8(v[1])

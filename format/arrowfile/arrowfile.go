@@ -46,10 +46,8 @@ func NewWriter(d exportd.Dataset, w io.Writer) (*Writer, error) {
 }
 
 func newWriter(d exportd.Dataset, w io.Writer, batchRows int) (*Writer, error) {
-	schema := orderSchema()
-	if d == exportd.Payments {
-		schema = paymentSchema()
-	}
+	cols := d.Columns()
+	schema := schemaOf(cols)
 	// The Go allocator hands out zeroed memory, so padding and the values
 	// under null slots are zero bytes rather than leftovers of earlier use.
 	mem := memory.NewGoAllocator()
@@ -67,9 +65,9 @@ func newWriter(d exportd.Dataset, w io.Writer, batchRows int) (*Writer, error) {
 		batchRows: batchRows,
 	}
 	if d == exportd.Payments {
-		aw.payments = newPaymentCols(aw.rb.Field)
+		aw.payments = newPaymentCols(builders{cols: cols, field: aw.rb.Field})
 	} else {
-		aw.orders = newOrderCols(aw.rb.Field)
+		aw.orders = newOrderCols(builders{cols: cols, field: aw.rb.Field})
 	}
 	return aw, nil
 }

@@ -70,38 +70,43 @@ func TestRoundTrip(t *testing.T) {
 	}
 }
 
-func schemaFor(d exportd.Dataset) *arrow.Schema {
-	if d == exportd.Payments {
-		return paymentSchema()
-	}
-	return orderSchema()
-}
+func schemaFor(d exportd.Dataset) *arrow.Schema { return schemaOf(d.Columns()) }
 
-// TestSchemaNullability checks the schema against the rule that a column
-// is nullable exactly when its Go field is a pointer.
-func TestSchemaNullability(t *testing.T) {
-	nullable := map[string]bool{"location_id": true, "tip": true, "customer_ref": true, "note": true, "sku": true, "card_brand": true}
-	var check func(path string, f arrow.Field)
-	check = func(path string, f arrow.Field) {
-		path += "/" + f.Name
-		require.Equal(t, nullable[f.Name], f.Nullable, path)
-		switch dt := f.Type.(type) {
-		case *arrow.ListType:
-			require.False(t, dt.ElemField().Nullable, path)
-			check(path, arrow.Field{Name: "element", Type: dt.Elem()})
-		case *arrow.StructType:
-			for _, sf := range dt.Fields() {
-				check(path, sf)
+// TestSchemaFollowsColumns checks the schema against the column tables: the
+// names in order, a column nullable exactly when the table says so (when
+// its Go field is a pointer), lists of non-null structs, and timestamps in
+// microseconds, UTC.
+func TestSchemaFollowsColumns(t *testing.T) {
+	var check func(path string, cols []exportd.Column, fs []arrow.Field)
+	check = func(path string, cols []exportd.Column, fs []arrow.Field) {
+		require.Len(t, fs, len(cols), path)
+		for i, c := range cols {
+			f := fs[i]
+			p := path + "/" + c.Name
+			require.Equal(t, c.Name, f.Name, p)
+			require.Equal(t, c.Nullable, f.Nullable, p)
+			switch dt := f.Type.(type) {
+			case *arrow.ListType:
+				require.Equal(t, exportd.List, c.Type, p)
+				require.False(t, dt.ElemField().Nullable, p)
+				st, ok := dt.Elem().(*arrow.StructType)
+				require.True(t, ok, p)
+				check(p, c.Elem, st.Fields())
+			case *arrow.TimestampType:
+				require.Equal(t, exportd.Timestamp, c.Type, p)
+				require.Equal(t, arrow.Microsecond, dt.Unit, p)
+				require.Equal(t, "UTC", dt.TimeZone, p)
+			default:
+				want := map[exportd.Type]arrow.DataType{
+					exportd.Int32: arrow.PrimitiveTypes.Int32, exportd.Int64: arrow.PrimitiveTypes.Int64,
+					exportd.String: arrow.BinaryTypes.String,
+				}[c.Type]
+				require.True(t, arrow.TypeEqual(want, f.Type), "%s: %s", p, f.Type)
 			}
-		case *arrow.TimestampType:
-			require.Equal(t, arrow.Microsecond, dt.Unit, path)
-			require.Equal(t, "UTC", dt.TimeZone, path)
 		}
 	}
 	for _, d := range recordtest.Datasets {
-		for _, f := range schemaFor(d).Fields() {
-			check(string(d), f)
-		}
+		check(string(d), d.Columns(), schemaFor(d).Fields())
 	}
 }
 

@@ -1,8 +1,12 @@
 package arrowfile
 
 import (
+	"fmt"
+
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
+
+	"github.com/exportd/exportd"
 )
 
 // timestamp is the type of every time column: the microsecond precision
@@ -11,60 +15,36 @@ func timestamp() arrow.DataType {
 	return &arrow.TimestampType{Unit: arrow.Microsecond, TimeZone: "UTC"}
 }
 
-// Field nullability mirrors the Go types: a pointer field is nullable,
-// anything else is not.
-
-func itemType() *arrow.StructType {
-	return arrow.StructOf(
-		arrow.Field{Name: "line", Type: arrow.PrimitiveTypes.Int32},
-		arrow.Field{Name: "sku", Type: arrow.BinaryTypes.String, Nullable: true},
-		arrow.Field{Name: "name", Type: arrow.BinaryTypes.String},
-		arrow.Field{Name: "quantity", Type: arrow.PrimitiveTypes.Int32},
-		arrow.Field{Name: "unit_price", Type: arrow.PrimitiveTypes.Int64},
-		arrow.Field{Name: "amount", Type: arrow.PrimitiveTypes.Int64},
-	)
-}
-
-func paymentFields() []arrow.Field {
-	return []arrow.Field{
-		{Name: "id", Type: arrow.PrimitiveTypes.Int64},
-		{Name: "order_id", Type: arrow.PrimitiveTypes.Int64},
-		{Name: "merchant_id", Type: arrow.BinaryTypes.String},
-		{Name: "location_id", Type: arrow.BinaryTypes.String, Nullable: true},
-		{Name: "created_at", Type: timestamp()},
-		{Name: "kind", Type: arrow.BinaryTypes.String},
-		{Name: "tender", Type: arrow.BinaryTypes.String},
-		{Name: "card_brand", Type: arrow.BinaryTypes.String, Nullable: true},
-		{Name: "result", Type: arrow.BinaryTypes.String},
-		{Name: "amount", Type: arrow.PrimitiveTypes.Int64},
+// fields builds the Arrow fields of a column table: the names, types and
+// nullability of exportd's tables, lists as non-null lists of non-null
+// structs, empty when a record has none.
+func fields(cols []exportd.Column) []arrow.Field {
+	fs := make([]arrow.Field, len(cols))
+	for i, c := range cols {
+		fs[i] = arrow.Field{Name: c.Name, Type: dataType(c), Nullable: c.Nullable}
 	}
+	return fs
 }
 
-// paymentSchema is the schema of a payments file.
-func paymentSchema() *arrow.Schema {
-	return arrow.NewSchema(paymentFields(), nil)
+func dataType(c exportd.Column) arrow.DataType {
+	switch c.Type {
+	case exportd.Int32:
+		return arrow.PrimitiveTypes.Int32
+	case exportd.Int64:
+		return arrow.PrimitiveTypes.Int64
+	case exportd.String:
+		return arrow.BinaryTypes.String
+	case exportd.Timestamp:
+		return timestamp()
+	case exportd.List:
+		return arrow.ListOfNonNullable(arrow.StructOf(fields(c.Elem)...))
+	}
+	panic(fmt.Sprintf("arrowfile: column %q has no Arrow type for %s", c.Name, c.Type))
 }
 
-// orderSchema is the schema of an orders file: items and payments are
-// non-null lists of non-null structs, empty when an order has none.
-func orderSchema() *arrow.Schema {
-	return arrow.NewSchema([]arrow.Field{
-		{Name: "id", Type: arrow.PrimitiveTypes.Int64},
-		{Name: "merchant_id", Type: arrow.BinaryTypes.String},
-		{Name: "location_id", Type: arrow.BinaryTypes.String, Nullable: true},
-		{Name: "created_at", Type: timestamp()},
-		{Name: "updated_at", Type: timestamp()},
-		{Name: "state", Type: arrow.BinaryTypes.String},
-		{Name: "currency", Type: arrow.BinaryTypes.String},
-		{Name: "subtotal", Type: arrow.PrimitiveTypes.Int64},
-		{Name: "tax", Type: arrow.PrimitiveTypes.Int64},
-		{Name: "tip", Type: arrow.PrimitiveTypes.Int64, Nullable: true},
-		{Name: "total", Type: arrow.PrimitiveTypes.Int64},
-		{Name: "customer_ref", Type: arrow.BinaryTypes.String, Nullable: true},
-		{Name: "note", Type: arrow.BinaryTypes.String, Nullable: true},
-		{Name: "items", Type: arrow.ListOfNonNullable(itemType())},
-		{Name: "payments", Type: arrow.ListOfNonNullable(arrow.StructOf(paymentFields()...))},
-	}, nil)
+// schemaOf is the schema of a file of the given columns.
+func schemaOf(cols []exportd.Column) *arrow.Schema {
+	return arrow.NewSchema(fields(cols), nil)
 }
 
 // The column builders below are resolved once so appending a row is a
@@ -98,52 +78,75 @@ type orderCols struct {
 // top-level columns, in a StructBuilder for nested ones.
 type field func(i int) array.Builder
 
-func newPaymentCols(f field) paymentCols {
+// builders finds the builders of a column table's columns by name, so the
+// append code below names columns rather than counting them.
+type builders struct {
+	cols  []exportd.Column
+	field field
+}
+
+// get returns the builder of column name as a B. A name missing from the
+// table, or a builder of another type, is a bug of this file that every
+// test writing a file finds.
+func get[B array.Builder](bs builders, name string) B {
+	for i, c := range bs.cols {
+		if c.Name == name {
+			if b, ok := bs.field(i).(B); ok {
+				return b
+			}
+			panic(fmt.Sprintf("arrowfile: column %q has builder %T", name, bs.field(i)))
+		}
+	}
+	panic(fmt.Sprintf("arrowfile: no column %q in %v", name, exportd.ColumnNames(bs.cols)))
+}
+
+func newPaymentCols(bs builders) paymentCols {
 	return paymentCols{
-		id:         f(0).(*array.Int64Builder),
-		orderID:    f(1).(*array.Int64Builder),
-		merchantID: f(2).(*array.StringBuilder),
-		locationID: f(3).(*array.StringBuilder),
-		createdAt:  f(4).(*array.TimestampBuilder),
-		kind:       f(5).(*array.StringBuilder),
-		tender:     f(6).(*array.StringBuilder),
-		brand:      f(7).(*array.StringBuilder),
-		result:     f(8).(*array.StringBuilder),
-		amount:     f(9).(*array.Int64Builder),
+		id:         get[*array.Int64Builder](bs, "id"),
+		orderID:    get[*array.Int64Builder](bs, "order_id"),
+		merchantID: get[*array.StringBuilder](bs, "merchant_id"),
+		locationID: get[*array.StringBuilder](bs, "location_id"),
+		createdAt:  get[*array.TimestampBuilder](bs, "created_at"),
+		kind:       get[*array.StringBuilder](bs, "kind"),
+		tender:     get[*array.StringBuilder](bs, "tender"),
+		brand:      get[*array.StringBuilder](bs, "card_brand"),
+		result:     get[*array.StringBuilder](bs, "result"),
+		amount:     get[*array.Int64Builder](bs, "amount"),
 	}
 }
 
-func newOrderCols(f field) orderCols {
-	items := f(13).(*array.ListBuilder)
+func newOrderCols(bs builders) orderCols {
+	items := get[*array.ListBuilder](bs, "items")
 	itemElem := items.ValueBuilder().(*array.StructBuilder)
-	pays := f(14).(*array.ListBuilder)
+	ib := builders{cols: exportd.ItemColumns, field: itemElem.FieldBuilder}
+	pays := get[*array.ListBuilder](bs, "payments")
 	payElem := pays.ValueBuilder().(*array.StructBuilder)
 	return orderCols{
-		id:         f(0).(*array.Int64Builder),
-		merchantID: f(1).(*array.StringBuilder),
-		locationID: f(2).(*array.StringBuilder),
-		createdAt:  f(3).(*array.TimestampBuilder),
-		updatedAt:  f(4).(*array.TimestampBuilder),
-		state:      f(5).(*array.StringBuilder),
-		currency:   f(6).(*array.StringBuilder),
-		subtotal:   f(7).(*array.Int64Builder),
-		tax:        f(8).(*array.Int64Builder),
-		tip:        f(9).(*array.Int64Builder),
-		total:      f(10).(*array.Int64Builder),
-		custRef:    f(11).(*array.StringBuilder),
-		note:       f(12).(*array.StringBuilder),
+		id:         get[*array.Int64Builder](bs, "id"),
+		merchantID: get[*array.StringBuilder](bs, "merchant_id"),
+		locationID: get[*array.StringBuilder](bs, "location_id"),
+		createdAt:  get[*array.TimestampBuilder](bs, "created_at"),
+		updatedAt:  get[*array.TimestampBuilder](bs, "updated_at"),
+		state:      get[*array.StringBuilder](bs, "state"),
+		currency:   get[*array.StringBuilder](bs, "currency"),
+		subtotal:   get[*array.Int64Builder](bs, "subtotal"),
+		tax:        get[*array.Int64Builder](bs, "tax"),
+		tip:        get[*array.Int64Builder](bs, "tip"),
+		total:      get[*array.Int64Builder](bs, "total"),
+		custRef:    get[*array.StringBuilder](bs, "customer_ref"),
+		note:       get[*array.StringBuilder](bs, "note"),
 		items: itemCols{
 			list:      items,
 			elem:      itemElem,
-			line:      itemElem.FieldBuilder(0).(*array.Int32Builder),
-			sku:       itemElem.FieldBuilder(1).(*array.StringBuilder),
-			name:      itemElem.FieldBuilder(2).(*array.StringBuilder),
-			quantity:  itemElem.FieldBuilder(3).(*array.Int32Builder),
-			unitPrice: itemElem.FieldBuilder(4).(*array.Int64Builder),
-			amount:    itemElem.FieldBuilder(5).(*array.Int64Builder),
+			line:      get[*array.Int32Builder](ib, "line"),
+			sku:       get[*array.StringBuilder](ib, "sku"),
+			name:      get[*array.StringBuilder](ib, "name"),
+			quantity:  get[*array.Int32Builder](ib, "quantity"),
+			unitPrice: get[*array.Int64Builder](ib, "unit_price"),
+			amount:    get[*array.Int64Builder](ib, "amount"),
 		},
 		payList:  pays,
 		payElem:  payElem,
-		payments: newPaymentCols(payElem.FieldBuilder),
+		payments: newPaymentCols(builders{cols: exportd.PaymentColumns, field: payElem.FieldBuilder}),
 	}
 }

@@ -1,6 +1,6 @@
 // Package csvgz writes export records as gzip-compressed RFC 4180 CSV.
 //
-// The first row names the columns, which are those of the Parquet file.
+// The first row names the columns, those of exportd's column tables.
 // Lines end in CRLF, as RFC 4180 says. A field is quoted only when it holds
 // a comma, a double quote, CR or LF, with quotes doubled, or when it is an
 // empty string: an unquoted empty field is a null and "" is the empty
@@ -19,17 +19,19 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 
 	"github.com/exportd/exportd"
 	"github.com/exportd/exportd/format/internal/recbuf"
 	"github.com/exportd/exportd/format/jsonrec"
 )
 
-// The header rows; the column names are those of the Parquet file.
-const (
-	orderHeader   = "id,merchant_id,location_id,created_at,updated_at,state,currency,subtotal,tax,tip,total,customer_ref,note,items,payments\r\n"
-	paymentHeader = "id,order_id,merchant_id,location_id,created_at,kind,tender,card_brand,result,amount\r\n"
-)
+// header is the header row of a file of cols: the names of the column
+// table, those of every format. The append functions below write the values
+// in the same order, which TestRowsFollowHeader checks.
+func header(cols []exportd.Column) string {
+	return strings.Join(exportd.ColumnNames(cols), ",") + "\r\n"
+}
 
 // Writer writes one dataset as csv.gz.
 type Writer struct {
@@ -41,11 +43,7 @@ type Writer struct {
 // NewWriter returns a writer of dataset d that writes to w. The header row
 // is written even if no record follows.
 func NewWriter(d exportd.Dataset, w io.Writer) *Writer {
-	head := orderHeader
-	if d == exportd.Payments {
-		head = paymentHeader
-	}
-	return &Writer{d: d, out: recbuf.New(w, true, "csv", head)}
+	return &Writer{d: d, out: recbuf.New(w, true, "csv", header(d.Columns()))}
 }
 
 // Write appends the records of b, one row each.

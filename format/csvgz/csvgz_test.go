@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"encoding/csv"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -52,10 +53,41 @@ func number(v *int64) string {
 func itoa(v int64) string { return strconv.FormatInt(v, 10) }
 
 var headers = map[exportd.Dataset][]string{
-	exportd.Orders: {"id", "merchant_id", "location_id", "created_at", "updated_at", "state", "currency",
-		"subtotal", "tax", "tip", "total", "customer_ref", "note", "items", "payments"},
-	exportd.Payments: {"id", "order_id", "merchant_id", "location_id", "created_at", "kind", "tender",
-		"card_brand", "result", "amount"},
+	exportd.Orders:   exportd.ColumnNames(exportd.OrderColumns),
+	exportd.Payments: exportd.ColumnNames(exportd.PaymentColumns),
+}
+
+// TestRowsFollowHeader checks the hand-written value code against the
+// column table by name: the cell under each header name holds what the
+// reference JSON encoding has under that key.
+func TestRowsFollowHeader(t *testing.T) {
+	for _, d := range recordtest.Datasets {
+		t.Run(string(d), func(t *testing.T) {
+			src := recordtest.Source(d, 300)
+			rows, err := csv.NewReader(bytes.NewReader(gunzip(t, recordtest.Write(t, writerFor(d), src, 0)))).ReadAll()
+			require.NoError(t, err)
+			cols := d.Columns()
+			require.Equal(t, exportd.ColumnNames(cols), rows[0])
+			for i, row := range rows[1:] {
+				ref := recordtest.JSONRecord(t, src, i).(map[string]any)
+				require.Len(t, ref, len(cols), "reference keys against the table")
+				for j, c := range cols {
+					want, ok := ref[c.Name]
+					require.True(t, ok, "the reference has no %q", c.Name)
+					switch v := want.(type) {
+					case nil:
+						require.Empty(t, row[j], "row %d column %s", i, c.Name)
+					case string:
+						require.Equal(t, strings.ReplaceAll(v, "\r\n", "\n"), row[j], "row %d column %s", i, c.Name)
+					case json.Number:
+						require.Equal(t, v.String(), row[j], "row %d column %s", i, c.Name)
+					default:
+						require.Equal(t, v, recordtest.Decode(t, []byte(row[j])), "row %d column %s", i, c.Name)
+					}
+				}
+			}
+		})
+	}
 }
 
 func TestRoundTrip(t *testing.T) {

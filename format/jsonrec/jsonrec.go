@@ -3,7 +3,9 @@
 // written with appends rather than encoding/json because reflection and
 // per-record allocation dominate the cost of large exports.
 //
-// Field names are the snake_case names of the Parquet columns. Nil pointers
+// Keys are the names of exportd's column tables, in the tables' order, as
+// TestKeyOrderFollowsColumns checks; they are spelled out below rather than
+// looked up so that encoding a record does nothing but append. Nil pointers
 // encode as null, nested lists always as arrays ([] when empty), and times
 // as RFC 3339 UTC with exactly six fractional digits, so every format of an
 // export agrees on precision.

@@ -123,3 +123,56 @@ func BenchmarkAppendOrder(b *testing.B) {
 	}
 	b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "rows/s")
 }
+
+// TestKeyOrderFollowsColumns checks the hand-written encoders against the
+// column tables: every object has exactly the table's keys, in its order,
+// nested lists included.
+func TestKeyOrderFollowsColumns(t *testing.T) {
+	for _, d := range recordtest.Datasets {
+		t.Run(string(d), func(t *testing.T) {
+			src := recordtest.Source(d, 300)
+			var buf []byte
+			for i := range src.Len() {
+				buf = buf[:0]
+				if d == exportd.Payments {
+					buf = AppendPayment(buf, &src.Payments[i])
+				} else {
+					buf = AppendOrder(buf, &src.Orders[i])
+				}
+				dec := json.NewDecoder(bytes.NewReader(buf))
+				requireObjectKeys(t, dec, string(d), d.Columns())
+			}
+		})
+	}
+}
+
+// requireObjectKeys reads one object from dec and requires its keys to be
+// the names of cols in order, descending into the objects of list columns.
+func requireObjectKeys(t *testing.T, dec *json.Decoder, path string, cols []exportd.Column) {
+	t.Helper()
+	tok, err := dec.Token()
+	require.NoError(t, err)
+	require.Equal(t, json.Delim('{'), tok, path)
+	for _, c := range cols {
+		key, err := dec.Token()
+		require.NoError(t, err)
+		require.Equal(t, c.Name, key, "%s: key order", path)
+		if c.Type != exportd.List {
+			var v json.RawMessage
+			require.NoError(t, dec.Decode(&v))
+			continue
+		}
+		tok, err := dec.Token()
+		require.NoError(t, err)
+		require.Equal(t, json.Delim('['), tok, path+"."+c.Name)
+		for dec.More() {
+			requireObjectKeys(t, dec, path+"."+c.Name, c.Elem)
+		}
+		tok, err = dec.Token()
+		require.NoError(t, err)
+		require.Equal(t, json.Delim(']'), tok, path+"."+c.Name)
+	}
+	tok, err = dec.Token()
+	require.NoError(t, err)
+	require.Equal(t, json.Delim('}'), tok, "%s: keys beyond the table", path)
+}
