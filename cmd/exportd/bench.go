@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -100,22 +99,11 @@ func runBench(ctx context.Context, args []string, env func(string) string, stdou
 		return errors.New("--orders and --repeat must be positive")
 	}
 
-	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
-		return fmt.Errorf("error creating data dir: %w", err)
-	}
-	logFile, err := os.OpenFile(filepath.Join(cfg.DataDir, "exportd.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	logger, logFile, err := lf.fileLogger(cfg.DataDir, "exportd.log", stderr)
 	if err != nil {
-		return fmt.Errorf("error opening log file: %w", err)
+		return err
 	}
 	defer logFile.Close()
-	toFile, err := lf.handler(logFile, slog.LevelDebug)
-	if err != nil {
-		return err
-	}
-	toTerminal, err := lf.handler(stderr, slog.LevelWarn)
-	if err != nil {
-		return err
-	}
 	exe, err := os.Executable()
 	if err != nil {
 		return fmt.Errorf("error finding this executable: %w", err)
@@ -124,7 +112,7 @@ func runBench(ctx context.Context, args []string, env func(string) string, stdou
 	cfg.WorkerCommand = []string{exe, "bench", "_worker"}
 	cfg.LoadCommand = []string{exe, "bench", "_load"}
 	cfg.Out, cfg.Progress, cfg.LogFile = stdout, stderr, logFile
-	cfg.Logger = slog.New(slog.NewMultiHandler(toFile, toTerminal))
+	cfg.Logger = logger
 	return bench.Run(ctx, cfg)
 }
 

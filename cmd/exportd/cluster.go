@@ -522,24 +522,13 @@ func runCluster(ctx context.Context, args []string, env func(string) string, std
 	}
 	cfg.APIAddrs = strings.Split(*apiAddrs, ",")
 	cfg.Exportd = exe
-	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
-		return fmt.Errorf("error creating data dir: %w", err)
-	}
-	logPath := filepath.Join(cfg.DataDir, "cluster.log")
-	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	logger, logFile, err := lf.fileLogger(cfg.DataDir, "cluster.log", stderr)
 	if err != nil {
-		return fmt.Errorf("error opening log file: %w", err)
+		return err
 	}
 	defer logFile.Close()
-	toFile, err := lf.handler(logFile, slog.LevelDebug)
-	if err != nil {
-		return err
-	}
-	toTerminal, err := lf.handler(stderr, slog.LevelWarn)
-	if err != nil {
-		return err
-	}
-	cfg.Logger = slog.New(slog.NewMultiHandler(toFile, toTerminal))
+	logPath := logFile.Name()
+	cfg.Logger = logger
 
 	c := &Cluster{Config: cfg}
 	defer func() {

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 )
 
@@ -66,6 +68,28 @@ func (l *logFlags) logger(w io.Writer) (*slog.Logger, error) {
 
 // handler returns a handler for w at the configured level, or at least
 // at floor, whichever is higher.
+// fileLogger returns the logger of a command that owns a data dir: the
+// full log (debug up) appended to dir/name, warnings also to the
+// terminal. The caller closes the file.
+func (l *logFlags) fileLogger(dir, name string, terminal io.Writer) (*slog.Logger, *os.File, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, nil, fmt.Errorf("error creating data dir: %w", err)
+	}
+	f, err := os.OpenFile(filepath.Join(dir, name), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		return nil, nil, fmt.Errorf("error opening log file: %w", err)
+	}
+	toFile, err := l.handler(f, slog.LevelDebug)
+	if err == nil {
+		var toTerminal slog.Handler
+		if toTerminal, err = l.handler(terminal, slog.LevelWarn); err == nil {
+			return slog.New(slog.NewMultiHandler(toFile, toTerminal)), f, nil
+		}
+	}
+	f.Close()
+	return nil, nil, err
+}
+
 func (l *logFlags) handler(w io.Writer, floor slog.Level) (slog.Handler, error) {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(l.level)); err != nil {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"time"
@@ -39,24 +38,12 @@ func runDev(ctx context.Context, args []string, env func(string) string, stdout,
 	}
 	// The terminal shows the banner, the demo and warnings; the full log
 	// goes to a file in the data dir.
-	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
-		return fmt.Errorf("error creating data dir: %w", err)
-	}
-	logPath := filepath.Join(cfg.DataDir, "exportd.log")
-	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	log, logFile, err := lf.fileLogger(cfg.DataDir, "exportd.log", stderr)
 	if err != nil {
-		return fmt.Errorf("error opening log file: %w", err)
+		return err
 	}
 	defer logFile.Close()
-	toFile, err := lf.handler(logFile, slog.LevelDebug)
-	if err != nil {
-		return err
-	}
-	toTerminal, err := lf.handler(stderr, slog.LevelWarn)
-	if err != nil {
-		return err
-	}
-	log := slog.New(slog.NewMultiHandler(toFile, toTerminal))
+	logPath := logFile.Name()
 	cfg.Logger = log
 	cfg.ToolsDir = toolsDir()
 	cfg.Limits, cfg.QueueLimit = lim.limits(), adm.queueLimit
