@@ -240,7 +240,7 @@ func Targets(sum Summary, lat *Latency, load, running *LoadResult) []Target {
 			continue
 		}
 		goal := RatioTargets[name]
-		ts = append(ts, Target{What: name + " rows/s vs limit", Goal: fmt.Sprintf(">= %.1fx", goal),
+		ts = append(ts, Target{What: name + " rows/s vs limit", Goal: fmt.Sprintf(">= %.2gx", goal),
 			Got: fmt.Sprintf("%.2fx", rs.RatioToLimit), Pass: rs.RatioToLimit >= goal, Margin: fmt.Sprintf("%.2f of goal", rs.RatioToLimit/goal)})
 	}
 	if sum.Naive != nil && sum.Naive.RatioToLimit > 0 {

@@ -12,12 +12,14 @@ import (
 )
 
 // How long a state read from Temporal is served again, by phase. A
-// running export's progress may lag by runningTTL; a ready export's
-// extension or cancellation made through another API replica shows within
-// readyTTL (through this one, at once: it forgets the state); a final
-// state never changes.
+// queued or running export is read afresh every time (concurrent reads
+// of one export still share one DescribeWorkflowExecution), so a client
+// sees it succeed the moment it does; a ready export's extension or
+// cancellation made through another API replica shows within readyTTL
+// (through this one, at once: it forgets the state); a final state never
+// changes.
 const (
-	runningTTL = 250 * time.Millisecond
+	runningTTL = 0
 	readyTTL   = 2 * time.Second
 	finalTTL   = 5 * time.Minute
 	// maxCached bounds the cache; past it, expired entries go, then all.
