@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime/debug"
 	"sync/atomic"
 	"time"
 
@@ -107,12 +108,19 @@ func runWorker(ctx context.Context, args []string, env func(string) string, stdo
 	publicURL := fs.String("public-url", "http://127.0.0.1:8080", "the API's externally visible base URL, for links in webhook bodies")
 	allowPrivate := fs.Bool("webhook-allow-private", false, "deliver webhooks to loopback and private addresses (development only)")
 	metricsAddr := fs.String("metrics-addr", ":9090", `address serving the worker's /metrics and /healthz ("": none)`)
+	memLimit := fs.Int64("memory-limit-mib", 200, "soft limit of the Go heap in MiB, which the garbage collector keeps to (0: none; GOMEMLIMIT, when set, wins)")
 	fs.Usage = usage(fs, workerSummary)
 	if err := parse(fs, args, env); err != nil {
 		return err
 	}
 	if err := lim.check(); err != nil {
 		return err
+	}
+	if *memLimit > 0 && env("GOMEMLIMIT") == "" {
+		// Parts of files of many formats come and go as garbage; without a
+		// limit the heap grows to twice what is live before the collector
+		// runs.
+		debug.SetMemoryLimit(*memLimit << 20)
 	}
 	log, err := c.logger(stderr)
 	if err != nil {
