@@ -754,6 +754,12 @@ func (b *bencher) loadRunning(ctx context.Context) (*LoadResult, error) {
 	if doc.Status != "running" {
 		b.printf("NOTE: the running export %s was %s by the end of its load test: part of the load read a finished export", doc.ID, doc.Status)
 	}
+	for doc.Status == "queued" || doc.Status == "running" {
+		time.Sleep(100 * time.Millisecond)
+		if _, err := Call(ctx, http.MethodGet, api+"/"+doc.ID, b.key, "", &doc); err != nil {
+			return nil, err
+		}
+	}
 	if err := b.purge(ctx, doc.ID); err != nil {
 		return nil, err
 	}

@@ -12,14 +12,16 @@ import (
 )
 
 // How long a state read from Temporal is served again, by phase. A
-// queued or running export is read afresh every time (concurrent reads
-// of one export still share one DescribeWorkflowExecution), so a client
-// sees it succeed the moment it does; a ready export's extension or
+// queued or running export's state is kept for runningTTL: a client sees
+// progress and success at most that late, and however many clients poll
+// one export, Temporal answers about twenty describes a second for it
+// (concurrent reads also share one DescribeWorkflowExecution); a ready
+// export's extension or
 // cancellation made through another API replica shows within readyTTL
 // (through this one, at once: it forgets the state); a final state never
 // changes.
 const (
-	runningTTL = 0
+	runningTTL = 50 * time.Millisecond
 	readyTTL   = 2 * time.Second
 	finalTTL   = 5 * time.Minute
 	// maxCached bounds the cache; past it, expired entries go, then all.
