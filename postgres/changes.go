@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -372,5 +373,5 @@ func compareKeys(at1 time.Time, id1 int64, at2 time.Time, id2 int64) int {
 	if c := at1.Compare(at2); c != 0 {
 		return c
 	}
-	return cmpInt64(id1, id2)
+	return cmp.Compare(id1, id2)
 }

@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -359,7 +360,7 @@ func (p *pager) children(ctx context.Context, c *pgx.Conn) error {
 	for i, o := range orders {
 		p.byID = append(p.byID, idPos{o.ID, i})
 	}
-	slices.SortFunc(p.byID, func(a, b idPos) int { return cmpInt64(a.id, b.id) })
+	slices.SortFunc(p.byID, func(a, b idPos) int { return cmp.Compare(a.id, b.id) })
 
 	// The ids travel as one array literal built in a reused buffer: pgx
 	// would box every element of an []int64 into an interface.
@@ -601,14 +602,4 @@ func grow[T any](s []T, n int) []T {
 		return make([]T, n)
 	}
 	return s[:n]
-}
-
-func cmpInt64(a, b int64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
