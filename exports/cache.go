@@ -76,6 +76,15 @@ func (s *Service) describe(ctx context.Context, id string) (exportd.State, error
 		if err != nil {
 			return st, err
 		}
+		// A running export's progress adds heartbeats to what its
+		// workflows recorded; between an activity's completion and the
+		// workflow recording it, its rows are briefly in neither. Progress
+		// shown through this replica never goes back.
+		c.mu.Lock()
+		if prev, ok := c.entries[id]; ok && st.Phase == exportd.PhaseExporting && prev.st.Phase == exportd.PhaseExporting {
+			st.Progress.Rows = max(st.Progress.Rows, prev.st.Progress.Rows)
+		}
+		c.mu.Unlock()
 		c.put(id, cachedState{st: st, until: ttl(st, s.now())})
 		return st, nil
 	})
