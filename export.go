@@ -73,17 +73,43 @@ const (
 	MaxRetention     = 7 * 24 * time.Hour
 )
 
+// Mode is what an export selects: a window of the dataset by created_at
+// (the default, written "" or "window"), or the changes since a cursor.
+type Mode string
+
+// The modes.
+const (
+	ModeWindow Mode = ""
+	// ModeChanges exports every record of the merchant created, edited or
+	// deleted after the mark of the change export Spec.Cursor came from,
+	// up to a new mark; without a cursor, every current record (the
+	// backfill). README "Keeping a copy in sync" has the guarantee.
+	ModeChanges Mode = "changes"
+)
+
+// MaxCursorLen bounds a change cursor: its mark lists the transactions in
+// progress when it was taken, so it is longer on a busy database.
+const MaxCursorLen = 16 << 10
+
 // Spec is what an export asks for, after validation. It is the plain-JSON
 // input of ExportWorkflow, so a Spec written by hand starts an export too.
 type Spec struct {
-	ExportID       string    `json:"exportId"`
-	AppID          string    `json:"appId,omitempty"`
-	MerchantID     string    `json:"merchantId"`
-	Dataset        Dataset   `json:"dataset"`
-	Start          time.Time `json:"start"` // inclusive
-	End            time.Time `json:"end"`   // exclusive
-	Formats        []Format  `json:"formats"`
-	MaxRowsPerFile int       `json:"maxRowsPerFile,omitempty"`
+	ExportID   string  `json:"exportId"`
+	AppID      string  `json:"appId,omitempty"`
+	MerchantID string  `json:"merchantId"`
+	Dataset    Dataset `json:"dataset"`
+	// Mode is ModeWindow (Start and End required) or ModeChanges (Start
+	// and End absent, Cursor optional).
+	Mode  Mode      `json:"mode,omitempty"`
+	Start time.Time `json:"start,omitzero"` // inclusive
+	End   time.Time `json:"end,omitzero"`   // exclusive
+	// Cursor is, for a change export, the nextCursor of the previous
+	// change export of the same merchant, dataset and app, as that
+	// export's status gave it; empty for the backfill. The worker opens it
+	// (Cursors) and refuses one that is forged or not this export's.
+	Cursor         string   `json:"cursor,omitempty"`
+	Formats        []Format `json:"formats"`
+	MaxRowsPerFile int      `json:"maxRowsPerFile,omitempty"`
 	// Parallelism, when set, lowers how many partitions of a large export
 	// run at once below the workers' EXPORTD_EXPORT_PARALLELISM.
 	Parallelism int      `json:"parallelism,omitempty"`
@@ -116,12 +142,8 @@ func (s *Spec) Normalize() error {
 	if !s.Dataset.Valid() {
 		return &ValidationError{Field: "dataset", Reason: fmt.Sprintf("must be %q or %q", Orders, Payments)}
 	}
-	if s.Start.IsZero() || s.End.IsZero() {
-		return &ValidationError{Field: "start", Reason: "start and end are required"}
-	}
-	s.Start, s.End = s.Start.UTC(), s.End.UTC()
-	if !s.Start.Before(s.End) {
-		return &ValidationError{Field: "end", Reason: "must be after start (the window is [start, end))"}
+	if err := s.normalizeMode(); err != nil {
+		return err
 	}
 	if len(s.Formats) == 0 {
 		s.Formats = []Format{Parquet}
@@ -153,6 +175,47 @@ func (s *Spec) Normalize() error {
 	}
 	if s.Retention < Duration(time.Minute) || s.Retention > Duration(MaxRetention) {
 		return &ValidationError{Field: "retention", Reason: fmt.Sprintf("must be between 1m and %s", MaxRetention)}
+	}
+	return nil
+}
+
+// normalizeMode checks the fields that select the records: a window, or
+// the changes since a cursor.
+func (s *Spec) normalizeMode() error {
+	switch s.Mode {
+	case ModeWindow, "window":
+		s.Mode = ModeWindow
+	case ModeChanges:
+		switch {
+		case !s.Start.IsZero():
+			return &ValidationError{Field: "start", Reason: "must not be given with mode \"changes\": a change export selects by cursor, not by time"}
+		case !s.End.IsZero():
+			return &ValidationError{Field: "end", Reason: "must not be given with mode \"changes\": a change export selects by cursor, not by time"}
+		case len(s.Locations) > 0:
+			// An order moved out of the chosen locations would vanish from
+			// the copy without a delete: a change export takes them all.
+			return &ValidationError{Field: "locations", Reason: "must not be given with mode \"changes\": a change export covers every location"}
+		case len(s.Cursor) > MaxCursorLen:
+			return &ValidationError{Field: "cursor", Reason: "is not a cursor this service issued (too long)"}
+		}
+		for _, f := range s.Formats {
+			if f.Valid() && !slices.Contains(Formats, f) {
+				return &ValidationError{Field: "formats", Reason: fmt.Sprintf("format %q cannot carry a change export's deletes; use parquet, arrow, jsonl.gz or csv.gz", f)}
+			}
+		}
+		return nil
+	default:
+		return &ValidationError{Field: "mode", Reason: fmt.Sprintf("must be \"window\" (the default) or \"changes\", not %q", s.Mode)}
+	}
+	if s.Cursor != "" {
+		return &ValidationError{Field: "cursor", Reason: "is only for mode \"changes\""}
+	}
+	if s.Start.IsZero() || s.End.IsZero() {
+		return &ValidationError{Field: "start", Reason: "start and end are required"}
+	}
+	s.Start, s.End = s.Start.UTC(), s.End.UTC()
+	if !s.Start.Before(s.End) {
+		return &ValidationError{Field: "end", Reason: "must be after start (the window is [start, end))"}
 	}
 	return nil
 }
@@ -204,11 +267,16 @@ const SchemaVersion = 1
 
 // Manifest is manifest.json: what an export produced and how to verify it.
 type Manifest struct {
-	ExportID      string     `json:"exportId"`
-	MerchantID    string     `json:"merchantId"`
-	Dataset       Dataset    `json:"dataset"`
-	Start         time.Time  `json:"start"`
-	End           time.Time  `json:"end"`
+	ExportID   string    `json:"exportId"`
+	MerchantID string    `json:"merchantId"`
+	Dataset    Dataset   `json:"dataset"`
+	Start      time.Time `json:"start"`
+	End        time.Time `json:"end"`
+	// Mode, Cursor and NextCursor describe a change export: the cursor it
+	// started from (empty: the backfill) and the one the next starts from.
+	Mode          Mode       `json:"mode,omitempty"`
+	Cursor        string     `json:"cursor,omitempty"`
+	NextCursor    string     `json:"nextCursor,omitempty"`
 	GeneratedAt   time.Time  `json:"generatedAt"`
 	SchemaVersion int        `json:"schemaVersion"`
 	Rows          int64      `json:"rows"`

@@ -1,5 +1,7 @@
 package exportd
 
+import "slices"
+
 // The column tables below are the one description of each record schema.
 // Everything that names the columns of a file follows them: the SQL select
 // lists and the decoder's expected types (postgres), the Arrow schema
@@ -112,6 +114,22 @@ var OrderColumns = []Column{
 	{Name: "note", Type: String, Nullable: true, Source: "note"},
 	{Name: "items", Type: List, Elem: ItemColumns},
 	{Name: "payments", Type: List, Elem: PaymentColumns},
+}
+
+// ChangeColumns trail the dataset's columns in the files of a change
+// export: what the record does to a copy (ChangeOp) and, for a delete,
+// when the record was deleted. A delete's other columns are its id,
+// merchant_id and created_at; the rest are null where nullable, else
+// zero ("" and 0, empty lists): read op first.
+var ChangeColumns = []Column{
+	{Name: "op", Type: String},
+	{Name: "deleted_at", Type: Timestamp, Nullable: true},
+}
+
+// ChangeColumns returns the column table of a change export of dataset d:
+// d's columns, then ChangeColumns.
+func (d Dataset) ChangeColumns() []Column {
+	return append(slices.Clip(d.Columns()), ChangeColumns...)
 }
 
 // Columns returns the column table of dataset d.

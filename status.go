@@ -79,6 +79,9 @@ type State struct {
 	CompletedAt    *time.Time `json:"completedAt,omitempty"`
 	AvailableUntil *time.Time `json:"availableUntil,omitempty"`
 	Error          *Failure   `json:"error,omitempty"`
+	// NextCursor is set when a change export succeeds: the cursor of the
+	// next change export of the same merchant, dataset and app.
+	NextCursor string `json:"nextCursor,omitempty"`
 	// Retry is set while a step is being retried after a failure that
 	// may heal; it clears when the step succeeds.
 	Retry *Retry `json:"retry,omitempty"`
