@@ -32,6 +32,11 @@ const (
 	// SignalSlotFree wakes a queued export when a running one releases its
 	// slot; it carries nothing.
 	SignalSlotFree = "slot-free"
+	// SignalExportSettled is sent by an export workflow started as a child
+	// (a scheduled change export's run) to its parent when the export
+	// succeeds, fails or is canceled, so the parent need not wait for the
+	// files to expire; it carries an ExportSettled.
+	SignalExportSettled = "export-settled"
 	// MemoState is the memo field holding the export's exportd.State, read
 	// by the API through DescribeWorkflowExecution without a worker.
 	MemoState = "state"
@@ -76,6 +81,17 @@ type ExportInput struct {
 // export's creation plus exportd.MaxRetention.
 type ExtendSignal struct {
 	AvailableUntil time.Time `json:"availableUntil"`
+}
+
+// ExportSettled tells a parent workflow how its child export ended its
+// work: READY (NextCursor set for a change export), FAILED (Error set) or
+// CANCELED.
+type ExportSettled struct {
+	ExportID   string           `json:"exportId"`
+	Phase      exportd.Phase    `json:"phase"`
+	NextCursor string           `json:"nextCursor,omitempty"`
+	Rows       int64            `json:"rows"`
+	Error      *exportd.Failure `json:"error,omitempty"`
 }
 
 // PartitionsProgress is the child workflow's memo: the rows of finished
