@@ -27,6 +27,10 @@ type Source interface {
 	Boundaries(ctx context.Context, q postgres.Query, size int64) ([]exportd.Key, error)
 	Stream(ctx context.Context, q postgres.Query, fn func(*exportd.Batch) error) error
 	DistinctOrders(ctx context.Context, q postgres.Query, through exportd.Key) (int64, error)
+	// Change exports (README "Keeping a copy in sync").
+	OpenChanges(ctx context.Context) (*postgres.Changes, error)
+	CountChanges(ctx context.Context, c *postgres.Changes, q postgres.ChangeQuery) (int64, error)
+	StreamChanges(ctx context.Context, c *postgres.Changes, q postgres.ChangeQuery, fn func(*exportd.Batch) error) error
 }
 
 // Records is where an export's committed parts and files are recorded;
@@ -71,6 +75,9 @@ type Activities struct {
 	// Parallelism bounds the partitions of one export running at once;
 	// a request may ask for fewer. Zero means DefaultParallelism.
 	Parallelism int
+	// Cursors seals the nextCursor of change exports and opens the cursor
+	// they start from; the API shares its key.
+	Cursors exportd.Cursors
 }
 
 // Partitioning defaults.
@@ -86,6 +93,9 @@ const (
 // same partitions, and the same files as an unpartitioned export.
 func (a *Activities) Plan(ctx context.Context, in PlanInput) (PlanResult, error) {
 	spec := in.Spec
+	if spec.Mode == exportd.ModeChanges {
+		return a.planChanges(ctx, spec)
+	}
 	q := query(spec, exportd.Key{})
 	n, err := a.Source.Count(ctx, q)
 	if err != nil {
@@ -151,6 +161,9 @@ func (a *Activities) Export(ctx context.Context, in ExportInput) (res ExportResu
 	log := a.exportLogger(ctx, in.Spec)
 	started := a.now()
 	defer func() { a.observeExport(ctx, log, in.Spec, started, res, err) }()
+	if in.Spec.Mode == exportd.ModeChanges {
+		return a.exportChanges(ctx, in)
+	}
 	bounds := postgres.Partition{Parts: 0}
 	if in.Partitioned {
 		if bounds, err = a.Records.Partition(ctx, in.Spec.ExportID, in.Partition); err != nil {
@@ -223,7 +236,7 @@ func (a *Activities) Finalize(ctx context.Context, in FinalizeInput) (FinalizeRe
 		return FinalizeResult{}, classify(ctx, exportd.CodeSourceError, "reading the recorded files", err, nil)
 	}
 	tally := sum.Tally
-	if spec.Dataset == exportd.Payments && sum.Rows > 0 {
+	if spec.Dataset == exportd.Payments && sum.Rows > 0 && spec.Mode != exportd.ModeChanges {
 		// Distinct orders of a payments export are not a sum over parts;
 		// the database counts them over exactly the exported range.
 		n, err := a.Source.DistinctOrders(ctx, query(spec, exportd.Key{}), sum.LastKey)
@@ -238,6 +251,9 @@ func (a *Activities) Finalize(ctx context.Context, in FinalizeInput) (FinalizeRe
 		Dataset:       spec.Dataset,
 		Start:         spec.Start,
 		End:           spec.End,
+		Mode:          spec.Mode,
+		Cursor:        spec.Cursor,
+		NextCursor:    in.NextCursor,
 		GeneratedAt:   in.GeneratedAt.UTC(),
 		SchemaVersion: exportd.SchemaVersion,
 		Rows:          sum.Rows,

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"io"
 	"math"
 	"slices"
 	"time"
@@ -178,7 +179,7 @@ func (e *exporter) open() error {
 		}
 		pf := &partFile{format: f, name: name, up: up, sum: sha256.New()}
 		pf.buf = bufio.NewWriterSize(pf, 256<<10)
-		pf.w, err = format.New(f, e.spec.Dataset, pf.buf)
+		pf.w, err = newWriter(e.spec, f, pf.buf)
 		if err != nil {
 			_ = up.Abort()
 			p.abort()
@@ -193,6 +194,15 @@ func (e *exporter) open() error {
 	p.w = format.NewParallel(ws...)
 	e.part = p
 	return nil
+}
+
+// newWriter returns the format writer of one of the export's files: a
+// change export's carry the op and deleted_at columns.
+func newWriter(spec exportd.Spec, f exportd.Format, w io.Writer) (format.Writer, error) {
+	if spec.Mode == exportd.ModeChanges {
+		return format.NewChanges(f, spec.Dataset, w)
+	}
+	return format.New(f, spec.Dataset, w)
 }
 
 // failed classifies the error of one of the part's writers.
@@ -306,6 +316,9 @@ func (p *part) account(b *exportd.Batch) {
 	if b.Dataset == exportd.Payments {
 		for i := range b.Payments {
 			x := &b.Payments[i]
+			if x.Op == exportd.OpDelete {
+				continue // a change export's delete: no data to tally
+			}
 			p.tally.Transactions++
 			p.tally.Amount += x.Amount
 			p.totals.Amount += x.Amount
@@ -315,6 +328,9 @@ func (p *part) account(b *exportd.Batch) {
 	}
 	for i := range b.Orders {
 		o := &b.Orders[i]
+		if o.Op == exportd.OpDelete {
+			continue
+		}
 		p.tally.Orders++
 		p.totals.Subtotal += o.Subtotal
 		p.totals.Tax += o.Tax

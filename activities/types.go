@@ -43,6 +43,9 @@ type ExportResult struct {
 	Rows      int64 `json:"rows"`
 	Parts     int   `json:"parts"`
 	FileCount int   `json:"fileCount"` // not "files": histories recorded before carry a list there
+	// NextCursor is a change export's sealed nextCursor: its mark, which
+	// the next change export of the chain starts after.
+	NextCursor string `json:"nextCursor,omitempty"`
 }
 
 // FinalizeInput asks for the manifest of a finished export; the files
@@ -51,6 +54,8 @@ type FinalizeInput struct {
 	Spec        exportd.Spec `json:"spec"`
 	GeneratedAt time.Time    `json:"generatedAt"`
 	Attempt     int          `json:"attempt,omitempty"`
+	// NextCursor is a change export's, for the manifest.
+	NextCursor string `json:"nextCursor,omitempty"`
 }
 
 // FinalizeResult describes the committed manifest. It carries the final

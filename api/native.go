@@ -42,6 +42,8 @@ func (h *handlers) authed(next handlerFunc) handlerFunc {
 type createRequest struct {
 	MerchantID     string           `json:"merchantId"`
 	Dataset        exportd.Dataset  `json:"dataset"`
+	Mode           exportd.Mode     `json:"mode"`
+	Cursor         string           `json:"cursor"`
 	Start          string           `json:"start"`
 	End            string           `json:"end"`
 	Formats        []exportd.Format `json:"formats"`
@@ -57,20 +59,33 @@ func (c createRequest) spec() (exportd.Spec, error) {
 	if c.MerchantID == "" {
 		return exportd.Spec{}, &apiError{code: codeInvalidRequest, field: "merchantId", detail: "merchantId is required"}
 	}
-	start, err := parseTime("start", c.Start)
-	if err != nil {
-		return exportd.Spec{}, err
-	}
-	end, err := parseTime("end", c.End)
-	if err != nil {
-		return exportd.Spec{}, err
+	var start, end time.Time
+	if c.Mode == exportd.ModeChanges {
+		// A change export selects by cursor: a time given is refused
+		// (by Normalize, naming the field) rather than ignored.
+		if c.Start != "" || c.End != "" {
+			field := "start"
+			if c.Start == "" {
+				field = "end"
+			}
+			return exportd.Spec{}, &apiError{code: codeInvalidRequest, field: field,
+				detail: field + ` must not be given with mode "changes": a change export selects by cursor, not by time`}
+		}
+	} else {
+		var err error
+		if start, err = parseTime("start", c.Start); err != nil {
+			return exportd.Spec{}, err
+		}
+		if end, err = parseTime("end", c.End); err != nil {
+			return exportd.Spec{}, err
+		}
 	}
 	if len(c.Locations) > 1000 {
 		return exportd.Spec{}, &apiError{code: codeInvalidRequest, field: "locations", detail: "at most 1000 locations"}
 	}
 	// The engine fills the ids and validates the rest.
 	s := exportd.Spec{
-		MerchantID: c.MerchantID, Dataset: c.Dataset,
+		MerchantID: c.MerchantID, Dataset: c.Dataset, Mode: c.Mode, Cursor: c.Cursor,
 		Start: start, End: end, Formats: c.Formats, MaxRowsPerFile: c.MaxRowsPerFile, Parallelism: c.Parallelism,
 		Locations: c.Locations, Retention: c.Retention,
 	}
@@ -310,19 +325,24 @@ func (h *handlers) getFile(w http.ResponseWriter, r *http.Request) error {
 
 // exportDoc is the native status document.
 type exportDoc struct {
-	ID             string           `json:"id"`
-	MerchantID     string           `json:"merchantId"`
-	Dataset        exportd.Dataset  `json:"dataset"`
-	Start          time.Time        `json:"start"`
-	End            time.Time        `json:"end"`
-	Formats        []exportd.Format `json:"formats"`
-	Status         string           `json:"status"`
-	Progress       progressDoc      `json:"progress"`
-	QueuePosition  *int             `json:"queuePosition,omitempty"`
-	CreatedAt      time.Time        `json:"createdAt"`
-	StartedAt      *time.Time       `json:"startedAt,omitempty"`
-	CompletedAt    *time.Time       `json:"completedAt,omitempty"`
-	AvailableUntil *time.Time       `json:"availableUntil,omitempty"`
+	ID         string           `json:"id"`
+	MerchantID string           `json:"merchantId"`
+	Dataset    exportd.Dataset  `json:"dataset"`
+	Mode       exportd.Mode     `json:"mode,omitempty"`
+	Start      time.Time        `json:"start,omitzero"`
+	End        time.Time        `json:"end,omitzero"`
+	Formats    []exportd.Format `json:"formats"`
+	// Cursor is the cursor a change export started from; NextCursor, set
+	// once it succeeded, is the one the next change export starts from.
+	Cursor         string      `json:"cursor,omitempty"`
+	NextCursor     string      `json:"nextCursor,omitempty"`
+	Status         string      `json:"status"`
+	Progress       progressDoc `json:"progress"`
+	QueuePosition  *int        `json:"queuePosition,omitempty"`
+	CreatedAt      time.Time   `json:"createdAt"`
+	StartedAt      *time.Time  `json:"startedAt,omitempty"`
+	CompletedAt    *time.Time  `json:"completedAt,omitempty"`
+	AvailableUntil *time.Time  `json:"availableUntil,omitempty"`
 	// FileCount counts every file; Files lists the first ones and
 	// links.files pages through all of them.
 	FileCount int              `json:"fileCount,omitempty"`
@@ -363,8 +383,9 @@ func (h *handlers) document(r *http.Request, s exportd.State, page *filePage) ex
 func documentOf(apiBase string, signer *exports.Signer, s exportd.State, page *filePage) exportDoc {
 	base := apiBase + "/v1/exports/" + s.Spec.ExportID
 	d := exportDoc{
-		ID: s.Spec.ExportID, MerchantID: s.Spec.MerchantID, Dataset: s.Spec.Dataset,
+		ID: s.Spec.ExportID, MerchantID: s.Spec.MerchantID, Dataset: s.Spec.Dataset, Mode: s.Spec.Mode,
 		Start: s.Spec.Start, End: s.Spec.End, Formats: s.Spec.Formats, Status: s.Phase.Status(),
+		Cursor: s.Spec.Cursor, NextCursor: s.NextCursor,
 		Progress:  progressDoc{Percent: round1(s.Progress.Percent()), Rows: s.Progress.Rows, Total: s.Progress.Total},
 		CreatedAt: s.CreatedAt, StartedAt: s.StartedAt, CompletedAt: s.CompletedAt,
 		AvailableUntil: s.AvailableUntil, Tally: s.Tally, Error: s.Error, Retry: s.Retry,

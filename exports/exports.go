@@ -78,6 +78,9 @@ type Service struct {
 	// AllowPrivateWebhooks accepts webhook URLs on loopback and private
 	// networks (dev); production refuses them.
 	AllowPrivateWebhooks bool
+	// Cursors opens the cursor of a change export, so that a bad one is
+	// refused at once rather than by the export's workflow.
+	Cursors exportd.Cursors
 
 	cacheOnce sync.Once
 	states    *stateCache
@@ -123,6 +126,11 @@ func (s *Service) Create(ctx context.Context, app postgres.App, spec exportd.Spe
 	}
 	if err := s.checkWebhook(spec.Webhook); err != nil {
 		return exportd.State{}, false, err
+	}
+	if spec.Cursor != "" {
+		if _, err := s.Cursors.Open(spec.Cursor, spec); err != nil {
+			return exportd.State{}, false, err
+		}
 	}
 	if err := s.checkMerchant(ctx, app.ID, spec.MerchantID); err != nil {
 		return exportd.State{}, false, err

@@ -99,6 +99,13 @@ func Summary(s exportd.Spec) string {
 	for i, f := range s.Formats {
 		formats[i] = string(f)
 	}
+	if s.Mode == exportd.ModeChanges {
+		what := "changes since the cursor"
+		if s.Cursor == "" {
+			what = "backfill"
+		}
+		return fmt.Sprintf("%s change export of merchant %s, %s, as %s", s.Dataset, s.MerchantID, what, strings.Join(formats, ", "))
+	}
 	return fmt.Sprintf("%s export of merchant %s, %s to %s, as %s",
 		s.Dataset, s.MerchantID, s.Start.Format(time.RFC3339), s.End.Format(time.RFC3339), strings.Join(formats, ", "))
 }
@@ -125,6 +132,10 @@ func Describe(ctx context.Context, c client.Client, exportID string) (exportd.St
 	}
 	for _, hb := range exportHeartbeats(resp.GetPendingActivities()) {
 		s.Progress.Rows = max(hb.Done, s.Progress.Rows)
+		if hb.Total > 0 {
+			// A change export counts again as of its own mark.
+			s.Progress.Total = hb.Total
+		}
 	}
 	return s, nil
 }

@@ -18,6 +18,7 @@ import (
 	sdklog "go.temporal.io/sdk/log"
 	sdkworker "go.temporal.io/sdk/worker"
 
+	"github.com/exportd/exportd"
 	"github.com/exportd/exportd/activities"
 	"github.com/exportd/exportd/api"
 	"github.com/exportd/exportd/blob"
@@ -35,6 +36,7 @@ import (
 const (
 	signerKeyLabel = "signed download URLs"
 	tokenKeyLabel  = "elastic path access tokens"
+	cursorKeyLabel = "change export cursors"
 )
 
 // Config is what the shared dependencies are opened from.
@@ -166,7 +168,7 @@ func (d *Deps) Service() *exports.Service {
 			Index: &postgres.Files{Pool: d.Pool}, Queue: &postgres.Queue{Pool: d.Pool},
 			Signer:     &exports.Signer{Key: exports.DeriveKey(d.Config.MasterKey, signerKeyLabel)},
 			QueueLimit: adm.QueueLimit, Hours: adm.Hours, AllowPrivateWebhooks: adm.AllowPrivateWebhooks,
-			Logger: d.Config.Logger}
+			Cursors: d.Cursors(), Logger: d.Config.Logger}
 	}
 	return d.service
 }
@@ -198,7 +200,14 @@ func (d *Deps) Activities(w WorkerConfig) *activities.Activities {
 		Webhooks: webhook.NewSender(w.AllowPrivateWebhooks),
 		Renderer: api.WebhookRenderer{Service: d.Service(), PublicURL: w.PublicURL},
 		Secrets:  d.Access, Metrics: d.Config.Metrics,
+		Cursors: d.Cursors(),
 	}
+}
+
+// Cursors seals and opens change-export cursors; API and workers derive
+// the same key from the master key.
+func (d *Deps) Cursors() exportd.Cursors {
+	return exportd.Cursors{Key: exports.DeriveKey(d.Config.MasterKey, cursorKeyLabel)}
 }
 
 // Worker returns a worker, not yet started, running the export workflows

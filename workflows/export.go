@@ -90,6 +90,9 @@ type run struct {
 	// queued is set once the export entered the admission queue; it then
 	// must release its place or slot however it ends.
 	queued bool
+	// settled is set once the parent, if any, was told how the export
+	// ended.
+	settled bool
 }
 
 // export plans, writes and finalizes the files, ending in READY.
@@ -129,10 +132,16 @@ func (r *run) export(ctx workflow.Context) error {
 	}), &out); err != nil {
 		return err
 	}
+	total := plan.Total
+	if spec.Mode == exportd.ModeChanges {
+		// Planned as of a mark of its own; the Export counted as of the
+		// export's, which is exact.
+		total = out.Rows
+	}
 	if workflow.GetVersion(ctx, progressVersion, workflow.DefaultVersion, 1) == 1 {
 		// Once the Export activity is done its heartbeat is gone; the memo
 		// carries the rows until READY, so progress never reads as 0.
-		r.state.Progress = exportd.Progress{Rows: out.Rows, Total: plan.Total}
+		r.state.Progress = exportd.Progress{Rows: out.Rows, Total: total}
 		if err := r.publish(ctx, exportd.PhaseExporting); err != nil {
 			return err
 		}
@@ -141,7 +150,7 @@ func (r *run) export(ctx workflow.Context) error {
 	var fin activities.FinalizeResult
 	generated := workflow.Now(ctx).UTC()
 	if err := r.do(ctx, r.step("finalize", short, a.Finalize, func(n int, _ contract.Heartbeat) any {
-		return activities.FinalizeInput{Spec: spec, GeneratedAt: generated, Attempt: n}
+		return activities.FinalizeInput{Spec: spec, GeneratedAt: generated, Attempt: n, NextCursor: out.NextCursor}
 	}), &fin); err != nil {
 		return err
 	}
@@ -155,10 +164,12 @@ func (r *run) export(ctx workflow.Context) error {
 	r.state.Rows = out.Rows
 	r.state.Files = out.FileCount
 	r.state.Tally = &tally
-	r.state.Progress = exportd.Progress{Rows: out.Rows, Total: plan.Total}
+	r.state.Progress = exportd.Progress{Rows: out.Rows, Total: total}
+	r.state.NextCursor = out.NextCursor
 	if err := r.publish(ctx, exportd.PhaseReady); err != nil {
 		return err
 	}
+	r.settle(ctx)
 	if spec.Webhook != nil {
 		// Delivery retries for up to a day; the files are ready meanwhile.
 		st := r.state
@@ -170,6 +181,9 @@ func (r *run) export(ctx workflow.Context) error {
 // exportOptions are the Export activity's options; what names the part
 // of the window it writes, for the Web UI.
 func exportOptions(spec exportd.Spec, what string) workflow.ActivityOptions {
+	if what == "" && spec.Mode == exportd.ModeChanges {
+		what = fmt.Sprintf("%s %s changes", spec.MerchantID, spec.Dataset)
+	}
 	if what == "" {
 		what = fmt.Sprintf("%s %s %s..%s", spec.MerchantID, spec.Dataset, spec.Start.Format(time.RFC3339), spec.End.Format(time.RFC3339))
 	}
@@ -347,6 +361,9 @@ func (r *run) cancel(ctx workflow.Context) (ExportResult, error) {
 	if err := r.publish(dctx, final); err != nil {
 		return ExportResult{}, err
 	}
+	if final == exportd.PhaseCanceled {
+		r.settle(dctx)
+	}
 	if final == exportd.PhaseExpired {
 		return r.result(), nil
 	}
@@ -367,11 +384,29 @@ func (r *run) fail(ctx workflow.Context, err error) (ExportResult, error) {
 	if perr := r.publish(ctx, exportd.PhaseFailed); perr != nil {
 		workflow.GetLogger(ctx).Error("publishing failed phase failed", "error", perr)
 	}
+	dctx, _ := workflow.NewDisconnectedContext(ctx)
+	r.settle(dctx)
 	if r.state.Spec.Webhook != nil {
-		dctx, _ := workflow.NewDisconnectedContext(ctx)
 		r.notify(dctx, r.state, time.Hour)
 	}
 	return r.result(), err
+}
+
+// settle tells the workflow that started this export as its child, if
+// any (a scheduled change export's run), how the export ended its work:
+// the parent need not wait for the files to expire. Best effort: a parent
+// gone meanwhile has nothing to learn.
+func (r *run) settle(ctx workflow.Context) {
+	parent := workflow.GetInfo(ctx).ParentWorkflowExecution
+	if parent == nil || r.settled {
+		return
+	}
+	r.settled = true
+	msg := contract.ExportSettled{ExportID: r.state.Spec.ExportID, Phase: r.state.Phase, NextCursor: r.state.NextCursor,
+		Rows: r.state.Rows, Error: r.state.Error}
+	if err := workflow.SignalExternalWorkflow(ctx, parent.ID, parent.RunID, contract.SignalExportSettled, msg).Get(ctx, nil); err != nil {
+		workflow.GetLogger(ctx).Warn("could not tell the parent workflow how the export ended", "parent", parent.ID, "error", err)
+	}
 }
 
 func (r *run) result() ExportResult {
@@ -406,6 +441,13 @@ func (r *run) details() string {
 	d := fmt.Sprintf("**%s** · merchant `%s` · %s · %s → %s",
 		s.Phase, s.Spec.MerchantID, s.Spec.Dataset,
 		s.Spec.Start.Format(time.RFC3339), s.Spec.End.Format(time.RFC3339))
+	if s.Spec.Mode == exportd.ModeChanges {
+		what := "changes since the previous export's cursor"
+		if s.Spec.Cursor == "" {
+			what = "change backfill (every current record)"
+		}
+		d = fmt.Sprintf("**%s** · merchant `%s` · %s · %s", s.Phase, s.Spec.MerchantID, s.Spec.Dataset, what)
+	}
 	switch {
 	case s.Phase == exportd.PhaseQueued && s.QueuePosition != nil && *s.QueuePosition == 0:
 		d += "\n\nwaiting for a running slot, next in line"

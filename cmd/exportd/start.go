@@ -27,6 +27,8 @@ type startFlags struct {
 	id, merchant, dataset, formats string
 	from, to                       timeValue
 	maxRowsPerFile                 int
+	changes                        bool
+	cursor                         string
 	wait                           bool
 	out                            string
 }
@@ -36,6 +38,8 @@ func (f *startFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.dataset, "dataset", string(exportd.Orders), "orders or payments")
 	fs.Var(&f.from, "from", "start of the window, inclusive: RFC 3339 or a date (midnight UTC) (required)")
 	fs.Var(&f.to, "to", "end of the window, exclusive: RFC 3339 or a date (midnight UTC) (required)")
+	fs.BoolVar(&f.changes, "changes", false, "a change export: every order created, edited or deleted since --cursor (no --from/--to); without --cursor, the backfill of every current one")
+	fs.StringVar(&f.cursor, "cursor", "", "with --changes: the nextCursor the previous change export of this merchant and dataset printed")
 	fs.StringVar(&f.formats, "format", string(exportd.Parquet), "comma-separated formats: parquet, arrow, jsonl.gz, csv.gz")
 	fs.IntVar(&f.maxRowsPerFile, "max-rows-per-file", 0, "rows per part file (0: the server's default)")
 	fs.StringVar(&f.id, "id", "", "export id (default: random); a rerun with the same id and request follows the existing export")
@@ -46,7 +50,13 @@ func (f *startFlags) register(fs *flag.FlagSet) {
 // spec is the export the flags ask for, validated.
 func (f *startFlags) spec() (exportd.Spec, error) {
 	spec := exportd.Spec{ExportID: f.id, MerchantID: f.merchant, Dataset: exportd.Dataset(f.dataset),
-		Start: time.Time(f.from), End: time.Time(f.to), MaxRowsPerFile: f.maxRowsPerFile}
+		Start: time.Time(f.from), End: time.Time(f.to), MaxRowsPerFile: f.maxRowsPerFile, Cursor: f.cursor}
+	if f.changes {
+		spec.Mode = exportd.ModeChanges
+		if !f.from.IsZero() || !f.to.IsZero() {
+			return spec, errors.New("invalid export: --from and --to select a window; a change export (--changes) selects by --cursor")
+		}
+	}
 	for _, s := range strings.Split(f.formats, ",") {
 		if s = strings.TrimSpace(s); s != "" {
 			spec.Formats = append(spec.Formats, exportd.Format(s))
@@ -76,7 +86,7 @@ func runStart(ctx context.Context, args []string, env func(string) string, stdou
 	for _, req := range []struct {
 		name  string
 		unset bool
-	}{{"--merchant", f.merchant == ""}, {"--from", f.from.IsZero()}, {"--to", f.to.IsZero()}} {
+	}{{"--merchant", f.merchant == ""}, {"--from", f.from.IsZero() && !f.changes}, {"--to", f.to.IsZero() && !f.changes}} {
 		if req.unset {
 			fmt.Fprintf(stderr, "exportd start: %s is required (see --help)\n", req.name)
 			return errUsage
@@ -168,6 +178,9 @@ func printReady(w io.Writer, st exportd.State) {
 	if t := st.Tally; t != nil {
 		fmt.Fprintf(w, "tally: %d orders, %d locations, %d transactions, amount %d (cents)\n",
 			t.Orders, t.Locations, t.Transactions, t.Amount)
+	}
+	if st.NextCursor != "" {
+		fmt.Fprintf(w, "next change export: --changes --cursor %s\n", st.NextCursor)
 	}
 }
 

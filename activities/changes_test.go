@@ -1,0 +1,161 @@
+package activities_test
+
+import (
+	"bufio"
+	"compress/gzip"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/testsuite"
+
+	"github.com/exportd/exportd"
+	"github.com/exportd/exportd/activities"
+)
+
+// changeRec is what the test reads of a change export's JSON lines.
+type changeRec struct {
+	ID        int64   `json:"id"`
+	Op        string  `json:"op"`
+	DeletedAt *string `json:"deleted_at"`
+	Note      *string `json:"note"`
+}
+
+func (f *fixture) changeRecs(t *testing.T, exportID string, files []exportd.FileInfo) []changeRec {
+	t.Helper()
+	var out []changeRec
+	for _, fi := range files {
+		if fi.Format != exportd.JSONL {
+			continue
+		}
+		fh, err := os.Open(filepath.Join(f.dir, exportID, fi.Name))
+		require.NoError(t, err)
+		zr, err := gzip.NewReader(fh)
+		require.NoError(t, err)
+		sc := bufio.NewScanner(zr)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() {
+			var r changeRec
+			require.NoError(t, json.Unmarshal(sc.Bytes(), &r))
+			out = append(out, r)
+		}
+		require.NoError(t, sc.Err())
+		fh.Close()
+	}
+	return out
+}
+
+func changeSpec(id, cursor string) exportd.Spec {
+	s := exportd.Spec{ExportID: id, AppID: "app_test", MerchantID: merchant, Dataset: exportd.Orders, Mode: exportd.ModeChanges,
+		Cursor: cursor, Formats: []exportd.Format{exportd.JSONL, exportd.Parquet}, MaxRowsPerFile: 700}
+	if err := s.Normalize(); err != nil {
+		panic(err)
+	}
+	return s
+}
+
+// runChanges runs Plan, Export and Finalize of a change export and
+// returns its manifest and records.
+func (f *fixture) runChanges(t *testing.T, s exportd.Spec) (exportd.Manifest, []changeRec) {
+	t.Helper()
+	var ts testsuite.WorkflowTestSuite
+	env := ts.NewTestActivityEnvironment()
+	env.RegisterActivity(f.acts)
+	v, err := env.ExecuteActivity(f.acts.Plan, activities.PlanInput{Spec: s})
+	require.NoError(t, err)
+	var plan activities.PlanResult
+	require.NoError(t, v.Get(&plan))
+	require.Equal(t, 1, plan.Partitions, "a change export is never partitioned")
+	v, err = env.ExecuteActivity(f.acts.Export, activities.ExportInput{Spec: s, Total: plan.Total})
+	require.NoError(t, err)
+	var out activities.ExportResult
+	require.NoError(t, v.Get(&out))
+	require.NotEmpty(t, out.NextCursor)
+	v, err = env.ExecuteActivity(f.acts.Finalize, activities.FinalizeInput{Spec: s, GeneratedAt: seedEnd, NextCursor: out.NextCursor})
+	require.NoError(t, err)
+	m := f.manifest(t, s.ExportID)
+	require.Equal(t, exportd.ModeChanges, m.Mode)
+	require.Equal(t, s.Cursor, m.Cursor)
+	require.Equal(t, out.NextCursor, m.NextCursor)
+	require.Equal(t, out.Rows, m.Rows)
+	recs := f.changeRecs(t, s.ExportID, m.Files)
+	require.Len(t, recs, int(m.Rows))
+	return m, recs
+}
+
+// TestChangeExportChain runs a backfill and two change exports through
+// the activities, with edits and deletes between them, and checks each
+// export holds exactly the changes since the previous one's cursor.
+func TestChangeExportChain(t *testing.T) {
+	pool := seededPool(t)
+	f := newFixture(t, pool)
+	f.acts.Cursors = exportd.Cursors{Key: []byte("change cursor test key")}
+	ctx := context.Background()
+
+	m1, recs := f.runChanges(t, changeSpec("chg-1", ""))
+	all := sqlIDs(t, pool, "orders", seedStart.AddDate(-10, 0, 0), seedEnd.AddDate(10, 0, 0))
+	require.Len(t, recs, len(all), "the backfill holds every current order")
+	for i, r := range recs {
+		require.Equal(t, all[i], r.ID)
+		require.Equal(t, "upsert", r.Op)
+	}
+
+	edited, deleted := all[10:13], all[20:22]
+	for _, id := range edited {
+		_, err := pool.Exec(ctx, "UPDATE orders SET note = 'edited', updated_at = clock_timestamp() WHERE id = $1", id)
+		require.NoError(t, err)
+	}
+	for _, id := range deleted {
+		for _, q := range []string{"DELETE FROM transactions WHERE order_id = $1", "DELETE FROM order_items WHERE order_id = $1", "DELETE FROM orders WHERE id = $1"} {
+			_, err := pool.Exec(ctx, q, id)
+			require.NoError(t, err)
+		}
+	}
+	m2, recs := f.runChanges(t, changeSpec("chg-2", m1.NextCursor))
+	got := map[int64]string{}
+	for _, r := range recs {
+		got[r.ID] = r.Op
+		if r.Op == "upsert" {
+			require.Equal(t, "edited", *r.Note)
+		} else {
+			require.NotNil(t, r.DeletedAt, "a delete carries deleted_at")
+		}
+	}
+	want := map[int64]string{edited[0]: "upsert", edited[1]: "upsert", edited[2]: "upsert", deleted[0]: "delete", deleted[1]: "delete"}
+	require.Equal(t, want, got)
+	require.Equal(t, int64(3), m2.Tally.Orders, "deletes are not tallied as orders")
+
+	// Nothing changed since: an empty export, still with a cursor and one
+	// (empty) file per format.
+	m3, recs := f.runChanges(t, changeSpec("chg-3", m2.NextCursor))
+	require.Empty(t, recs)
+	require.Len(t, m3.Files, 2)
+	require.NotEqual(t, m2.NextCursor, m3.NextCursor)
+}
+
+// TestChangeExportRefusesForeignCursor checks that a cursor sealed for
+// another merchant or app, or altered, ends the export at once as an
+// invalid request naming the cursor.
+func TestChangeExportRefusesForeignCursor(t *testing.T) {
+	pool := seededPool(t)
+	f := newFixture(t, pool)
+	f.acts.Cursors = exportd.Cursors{Key: []byte("change cursor test key")}
+	other := f.acts.Cursors.Seal(exportd.ChangeCursor{Mark: "1:1:", AppID: "app_test", MerchantID: "another", Dataset: exportd.Orders})
+	otherApp := f.acts.Cursors.Seal(exportd.ChangeCursor{Mark: "1:1:", AppID: "app_other", MerchantID: merchant, Dataset: exportd.Orders})
+	forged := exportd.Cursors{Key: []byte("not the key")}.Seal(exportd.ChangeCursor{Mark: "1:1:", AppID: "app_test", MerchantID: merchant, Dataset: exportd.Orders})
+	var ts testsuite.WorkflowTestSuite
+	env := ts.NewTestActivityEnvironment()
+	env.RegisterActivity(f.acts)
+	for name, c := range map[string]string{"other merchant": other, "other app": otherApp, "forged": forged} {
+		_, err := env.ExecuteActivity(f.acts.Plan, activities.PlanInput{Spec: changeSpec("chg-bad", c)})
+		var app *temporal.ApplicationError
+		require.ErrorAs(t, err, &app, name)
+		require.Equal(t, exportd.CodeInvalidRequest, app.Type(), name)
+		require.True(t, app.NonRetryable(), name)
+		require.Contains(t, app.Message(), "cursor", name)
+	}
+}
