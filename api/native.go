@@ -60,6 +60,9 @@ func (c createRequest) spec() (exportd.Spec, error) {
 		return exportd.Spec{}, &apiError{code: codeInvalidRequest, field: "merchantId", detail: "merchantId is required"}
 	}
 	var start, end time.Time
+	if c.Mode != exportd.ModeWindow && c.Mode != "window" && c.Mode != exportd.ModeChanges {
+		return exportd.Spec{}, &apiError{code: codeInvalidRequest, field: "mode", detail: fmt.Sprintf(`mode must be "window" (the default) or "changes", not %q`, c.Mode)}
+	}
 	if c.Mode == exportd.ModeChanges {
 		// A change export selects by cursor: a time given is refused
 		// (by Normalize, naming the field) rather than ignored.

@@ -33,6 +33,8 @@ type StatusDoc struct {
 	} `json:"files"`
 	Tally *exportd.Tally   `json:"tally"`
 	Error *exportd.Failure `json:"error"`
+	// NextCursor is a succeeded change export's.
+	NextCursor string `json:"nextCursor"`
 }
 
 // Call sends an API request with key as its bearer token and decodes a
