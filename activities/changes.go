@@ -2,8 +2,12 @@ package activities
 
 import (
 	"context"
+	"time"
+
+	"go.temporal.io/sdk/activity"
 
 	"github.com/exportd/exportd"
+	"github.com/exportd/exportd/contract"
 	"github.com/exportd/exportd/postgres"
 )
 
@@ -60,20 +64,29 @@ func (a *Activities) exportChanges(ctx context.Context, in ExportInput) (ExportR
 	if err != nil {
 		return ExportResult{}, classify(ctx, exportd.CodeInvalidRequest, "checking the cursor", err, nil)
 	}
+	// Discarding many files and counting many rows take longer than the
+	// heartbeat timeout: the attempt beats meanwhile, showing what earlier
+	// attempts had reached.
+	shown := contract.Heartbeat{Done: in.Shown, Total: in.Total}
+	stop := beatWhile(ctx, shown)
 	// Files first, then their records, as Purge does: a discard cut short
 	// is finished by the next attempt.
 	if err := a.Store.DeletePrefix(ctx, spec.ExportID+"/"); err != nil {
+		stop()
 		return ExportResult{}, classify(ctx, exportd.CodeStorageError, "discarding an earlier attempt's files", err, nil)
 	}
 	if err := a.Records.Delete(ctx, spec.ExportID); err != nil {
+		stop()
 		return ExportResult{}, classify(ctx, exportd.CodeSourceError, "discarding an earlier attempt's records", err, nil)
 	}
 	c, err := a.Source.OpenChanges(ctx)
 	if err != nil {
+		stop()
 		return ExportResult{}, classify(ctx, exportd.CodeSourceError, "taking the export's mark", err, nil)
 	}
 	defer c.Close(context.WithoutCancel(ctx))
 	total, err := a.Source.CountChanges(ctx, c, q)
+	stop()
 	if err != nil {
 		return ExportResult{}, classify(ctx, exportd.CodeSourceError, "counting the changes", err, nil)
 	}
@@ -94,4 +107,31 @@ func (a *Activities) exportChanges(ctx context.Context, in ExportInput) (ExportR
 		Mark: string(c.Mark()), AppID: spec.AppID, MerchantID: spec.MerchantID, Dataset: spec.Dataset, ExportID: spec.ExportID,
 	})
 	return ExportResult{Rows: e.beat.Rows, Parts: e.beat.Part, FileCount: e.beat.Part * len(spec.Formats), NextCursor: next}, nil
+}
+
+// beatWhile heartbeats hb every few seconds until stop is called, for the
+// steps of an attempt that report no progress of their own.
+func beatWhile(ctx context.Context, hb contract.Heartbeat) (stop func()) {
+	activity.RecordHeartbeat(ctx, hb)
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(5 * time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				activity.RecordHeartbeat(ctx, hb)
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		<-finished
+	}
 }
