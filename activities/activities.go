@@ -78,6 +78,9 @@ type Activities struct {
 	// Cursors seals the nextCursor of change exports and opens the cursor
 	// they start from; the API shares its key.
 	Cursors exportd.Cursors
+	// Schedules keeps the spec, cursor and runs of schedules of change
+	// exports; nil fails every scheduled run.
+	Schedules ScheduleStore
 }
 
 // Partitioning defaults.

@@ -25,6 +25,10 @@ const (
 	// PartitionsWorkflowName is the registered type of the child workflow
 	// that runs a partitioned export's partitions.
 	PartitionsWorkflowName = "ExportPartitions"
+	// ScheduledExportWorkflowName is the registered type of the workflow a
+	// schedule's action starts: one run of a schedule of change exports,
+	// which starts the run's export as its child.
+	ScheduledExportWorkflowName = "ScheduledExport"
 	// QueryStatus returns the export's exportd.State.
 	QueryStatus = "status"
 	// SignalExtend moves availableUntil; its argument is an ExtendSignal.
@@ -46,6 +50,8 @@ const (
 	// workflowIDPrefix makes export workflows recognisable in a namespace
 	// shared with other workflows.
 	workflowIDPrefix = "export-"
+	// scheduleIDPrefix names the Temporal schedules of change exports.
+	scheduleIDPrefix = "exports-schedule-"
 )
 
 // Search attributes (Keyword) for the Web UI and list filters.
@@ -54,6 +60,10 @@ var (
 	AttrDataset  = temporal.NewSearchAttributeKeyKeyword("ExportDataset")
 	AttrPhase    = temporal.NewSearchAttributeKeyKeyword("ExportPhase")
 )
+
+// AttrScheduledStartTime is the time a schedule meant a run to start,
+// which Temporal sets on every workflow a schedule starts.
+var AttrScheduledStartTime = temporal.NewSearchAttributeKeyTime("TemporalScheduledStartTime")
 
 // SearchAttributeNames lists the search attributes a namespace must have.
 var SearchAttributeNames = []string{"ExportMerchant", "ExportDataset", "ExportPhase"}
@@ -68,6 +78,39 @@ func PartitionsWorkflowID(exportID string) string { return WorkflowID(exportID) 
 // started by hand under another ID uses that whole ID as its export ID.
 func ExportIDFromWorkflowID(id string) string {
 	return strings.TrimPrefix(id, workflowIDPrefix)
+}
+
+// ScheduleID returns the ID of the Temporal schedule of a schedule of
+// change exports.
+func ScheduleID(scheduleID string) string { return scheduleIDPrefix + scheduleID }
+
+// ScheduledRunWorkflowID is the workflow ID a schedule's action names;
+// Temporal appends each run's scheduled time to it.
+func ScheduledRunWorkflowID(scheduleID string) string { return ScheduleID(scheduleID) + "-run" }
+
+// ScheduledExportID is the export id of a schedule's run scheduled at at:
+// derived, not random, so that a run retried or replayed starts the same
+// export rather than a second one.
+func ScheduledExportID(scheduleID string, at time.Time) string {
+	return scheduleID + "-" + at.UTC().Format("20060102T150405Z")
+}
+
+// ScheduledExportInput is the input of a schedule's run: which schedule.
+// Everything else (the spec, the chain's cursor) is read from PostgreSQL
+// when the run begins, so a schedule's action never changes.
+type ScheduledExportInput struct {
+	ScheduleID string `json:"scheduleId"`
+}
+
+// ScheduledExportResult is how a schedule's run ended: its export, how
+// that export settled, and whether its nextCursor became the chain's.
+type ScheduledExportResult struct {
+	ExportID   string        `json:"exportId,omitempty"`
+	Phase      exportd.Phase `json:"phase,omitempty"`
+	NextCursor string        `json:"nextCursor,omitempty"`
+	Chained    bool          `json:"chained"`
+	// Skipped says why no export was started (the schedule was deleted).
+	Skipped string `json:"skipped,omitempty"`
 }
 
 // ExportInput is the export workflow's input: the export's spec as plain

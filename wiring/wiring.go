@@ -200,7 +200,8 @@ func (d *Deps) Activities(w WorkerConfig) *activities.Activities {
 		Webhooks: webhook.NewSender(w.AllowPrivateWebhooks),
 		Renderer: api.WebhookRenderer{Service: d.Service(), PublicURL: w.PublicURL},
 		Secrets:  d.Access, Metrics: d.Config.Metrics,
-		Cursors: d.Cursors(),
+		Cursors:   d.Cursors(),
+		Schedules: &postgres.Schedules{Pool: d.Pool},
 	}
 }
 

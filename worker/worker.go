@@ -48,11 +48,12 @@ func New(c client.Client, a *activities.Activities, o Options) sdkworker.Worker 
 	return w
 }
 
-// Register registers the export workflow, configured by cfg, and the
-// activities on r; replay and workflow tests use it so they see the same
+// Register registers the export workflow, configured by cfg, the
+// scheduled run of change exports and the activities on r; replay and workflow tests use it so they see the same
 // names as production.
 func Register(r sdkworker.Registry, a *activities.Activities, cfg workflows.Config) {
 	r.RegisterWorkflowWithOptions(cfg.Export, workflow.RegisterOptions{Name: contract.WorkflowName})
 	r.RegisterWorkflowWithOptions(cfg.ExportPartitions, workflow.RegisterOptions{Name: contract.PartitionsWorkflowName})
+	r.RegisterWorkflowWithOptions(workflows.ScheduledExport, workflow.RegisterOptions{Name: contract.ScheduledExportWorkflowName})
 	r.RegisterActivity(a)
 }
