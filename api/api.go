@@ -64,6 +64,12 @@ type engine interface {
 	File(ctx context.Context, st exportd.State, name string) (exportd.FileInfo, error)
 	ServeFile(w http.ResponseWriter, r *http.Request, exportID string, f exportd.FileInfo) error
 	ServeManifest(w http.ResponseWriter, r *http.Request, exportID string) error
+	// Schedules of change exports.
+	CreateSchedule(ctx context.Context, app postgres.App, req exports.ScheduleRequest) (exports.ScheduleState, error)
+	Schedule(ctx context.Context, app postgres.App, id string, runs int) (exports.ScheduleState, error)
+	ListSchedules(ctx context.Context, app postgres.App) ([]exports.ScheduleState, error)
+	PauseSchedule(ctx context.Context, app postgres.App, id string, paused bool, note string) (exports.ScheduleState, error)
+	DeleteSchedule(ctx context.Context, app postgres.App, id string) error
 }
 
 // apps resolves the native API's keys; exports.Access implements it.
@@ -90,6 +96,8 @@ func Router(cfg Config) http.Handler {
 	// Files take an API key or a signed URL; getFile checks either.
 	mux.Handle("/v1/exports/{id}/files", methods{"GET": h.authed(h.listFiles)})
 	mux.Handle("/v1/exports/{id}/files/{name}", methods{"GET": h.getFile})
+	mux.Handle("/v1/schedules", methods{"GET": h.authed(h.listSchedules), "POST": h.authed(h.createSchedule)})
+	mux.Handle("/v1/schedules/{id}", methods{"GET": h.authed(h.getSchedule), "PATCH": h.authed(h.patchSchedule), "DELETE": h.authed(h.deleteSchedule)})
 	mux.Handle("/healthz", methods{"GET": h.healthz})
 	mux.Handle("/readyz", methods{"GET": h.readyz})
 	mux.Handle("/openapi.json", methods{"GET": h.openapi})

@@ -81,6 +81,8 @@ type Service struct {
 	// Cursors opens the cursor of a change export, so that a bad one is
 	// refused at once rather than by the export's workflow.
 	Cursors exportd.Cursors
+	// Schedules keeps schedules of change exports; nil refuses them.
+	Schedules ScheduleStore
 
 	cacheOnce sync.Once
 	states    *stateCache

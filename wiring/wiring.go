@@ -168,7 +168,7 @@ func (d *Deps) Service() *exports.Service {
 			Index: &postgres.Files{Pool: d.Pool}, Queue: &postgres.Queue{Pool: d.Pool},
 			Signer:     &exports.Signer{Key: exports.DeriveKey(d.Config.MasterKey, signerKeyLabel)},
 			QueueLimit: adm.QueueLimit, Hours: adm.Hours, AllowPrivateWebhooks: adm.AllowPrivateWebhooks,
-			Cursors: d.Cursors(), Logger: d.Config.Logger}
+			Cursors: d.Cursors(), Schedules: &postgres.Schedules{Pool: d.Pool}, Logger: d.Config.Logger}
 	}
 	return d.service
 }
