@@ -76,9 +76,11 @@ func (h fakeHandle) Delete(context.Context) error {
 	return nil
 }
 
-func (h fakeHandle) Backfill(context.Context, client.ScheduleBackfillOptions) error { panic("not used") }
-func (h fakeHandle) Update(context.Context, client.ScheduleUpdateOptions) error     { panic("not used") }
-func (h fakeHandle) Trigger(context.Context, client.ScheduleTriggerOptions) error   { panic("not used") }
+func (h fakeHandle) Backfill(context.Context, client.ScheduleBackfillOptions) error {
+	panic("not used")
+}
+func (h fakeHandle) Update(context.Context, client.ScheduleUpdateOptions) error   { panic("not used") }
+func (h fakeHandle) Trigger(context.Context, client.ScheduleTriggerOptions) error { panic("not used") }
 
 func (h fakeHandle) Describe(context.Context) (*client.ScheduleDescription, error) {
 	h.f.mu.Lock()
