@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -190,4 +191,20 @@ func TestStartCommand(t *testing.T) {
 	r = runCLI(t, bin, s, "start", "--from", "2025-01-01", "--to", "2025-02-01")
 	require.Equal(t, 2, r.code, "%s", r)
 	require.Contains(t, r.stderr, "--merchant is required")
+
+	// A change export: the backfill prints the next cursor; after an edit,
+	// the change export from it has that one order.
+	r = runCLI(t, bin, s, "start", "--merchant", merchant, "--changes", "--format", "jsonl.gz", "--wait")
+	require.Equal(t, 0, r.code, "%s", r)
+	require.Contains(t, r.stdout, fmt.Sprintf("succeeded: %d rows", rows))
+	cursor := regexp.MustCompile(`(?m)^next change export: --changes --cursor (\S+)$`).FindStringSubmatch(r.stdout)
+	require.Len(t, cursor, 2, "%s", r)
+	_, err = db.Exec(ctx, "UPDATE orders SET note = 'cli' WHERE id = (SELECT min(id) FROM orders WHERE merchant_id = $1)", merchant)
+	require.NoError(t, err)
+	r = runCLI(t, bin, s, "start", "--merchant", merchant, "--changes", "--cursor", cursor[1], "--format", "jsonl.gz", "--wait")
+	require.Equal(t, 0, r.code, "%s", r)
+	require.Contains(t, r.stdout, "succeeded: 1 rows")
+	r = runCLI(t, bin, s, "start", "--merchant", merchant, "--changes", "--from", "2025-01-01")
+	require.Equal(t, 1, r.code, "%s", r)
+	require.Contains(t, r.stderr, "a change export (--changes) selects by --cursor")
 }

@@ -36,8 +36,8 @@ type startFlags struct {
 func (f *startFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.merchant, "merchant", "", "merchant to export (required)")
 	fs.StringVar(&f.dataset, "dataset", string(exportd.Orders), "orders or payments")
-	fs.Var(&f.from, "from", "start of the window, inclusive: RFC 3339 or a date (midnight UTC) (required)")
-	fs.Var(&f.to, "to", "end of the window, exclusive: RFC 3339 or a date (midnight UTC) (required)")
+	fs.Var(&f.from, "from", "start of the window, inclusive: RFC 3339 or a date (midnight UTC) (required unless --changes)")
+	fs.Var(&f.to, "to", "end of the window, exclusive: RFC 3339 or a date (midnight UTC) (required unless --changes)")
 	fs.BoolVar(&f.changes, "changes", false, "a change export: every order created, edited or deleted since --cursor (no --from/--to); without --cursor, the backfill of every current one")
 	fs.StringVar(&f.cursor, "cursor", "", "with --changes: the nextCursor the previous change export of this merchant and dataset printed")
 	fs.StringVar(&f.formats, "format", string(exportd.Parquet), "comma-separated formats: parquet, arrow, jsonl.gz, csv.gz")
