@@ -143,6 +143,7 @@ func TestSchedulesOfChangeExports(t *testing.T) {
 				found = found || !r.StartedAt.Before(after)
 			}
 			if done && found {
+				t.Logf("a run %s after %s settled", time.Since(after).Round(time.Millisecond), after.Format("15:04:05.000"))
 				return d
 			}
 			require.True(t, time.Now().Before(deadline), "no run after %s settled: %+v", after, d)
@@ -213,9 +214,16 @@ func TestSchedulesOfChangeExports(t *testing.T) {
 		require.NoError(t, err)
 		return ids
 	}
-	trigger := func() scheduleDoc {
+	// Temporal names a run after its second and starts one per name, so
+	// a trigger in the second of another run (the one before, or the
+	// clock's at hh:mm:00) would start nothing: trigger in a fresh second.
+	trigger := func(newest runDoc) scheduleDoc {
 		t.Helper()
 		edited := time.Now()
+		for now := time.Now(); now.Truncate(time.Second).Equal(newest.ScheduledAt.Truncate(time.Second)) ||
+			now.Second() == 59 || now.Second() == 0; now = time.Now() {
+			time.Sleep(now.Truncate(time.Second).Add(1100 * time.Millisecond).Sub(now))
+		}
 		require.NoError(t, handle.Trigger(ctx, client.ScheduleTriggerOptions{Overlap: enumspb.SCHEDULE_OVERLAP_POLICY_BUFFER_ONE}))
 		return settledAfter(id, edited)
 	}
@@ -229,11 +237,12 @@ func TestSchedulesOfChangeExports(t *testing.T) {
 		exec("DELETE FROM order_items WHERE order_id = $1", id)
 		exec("DELETE FROM orders WHERE id = $1", id)
 	}
-	replay(trigger())
+	d = trigger(d.Runs[0])
+	replay(d)
 
 	exec("UPDATE orders SET note = 'edited twice', updated_at = clock_timestamp() WHERE id = 990000101")
 	exec("DELETE FROM orders WHERE id = $1", ids(1, 10)[0])
-	d = trigger()
+	d = trigger(d.Runs[0])
 	replay(d)
 
 	// The chain: oldest first, each run started from the previous one's
