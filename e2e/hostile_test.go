@@ -267,6 +267,8 @@ func hostileRequests(a, b devApp, tok, own, theirs string) []hostile {
 		{"/v1/exports/{id}", []string{"GET", "DELETE", "PATCH"}, true},
 		{"/v1/exports/{id}/manifest", []string{"GET"}, false},
 		{"/v1/exports/{id}/files/{name}", []string{"GET"}, false},
+		{"/v1/schedules", []string{"GET", "POST"}, true},
+		{"/v1/schedules/{id}", []string{"GET", "DELETE", "PATCH"}, true},
 		{"/healthz", []string{"GET"}, false},
 		{"/openapi.json", []string{"GET"}, false},
 		{"/v1/nowhere/{id}", nil, false},
