@@ -100,6 +100,21 @@ func TestSchedulesOfChangeExports(t *testing.T) {
 		require.Equal(t, r.field, p.Field, "%s: %s", r.body, b)
 	}
 
+	// Cron expressions the API accepts, Temporal accepts too; a schedule
+	// created paused runs nothing, not even the backfill.
+	for _, cron := range []string{"*/15 9-17 * jan,jul mon-fri", "0 0 * * 7", "5 4 1,15 * *", "0 3 * * SUN-SAT/2"} {
+		status, ct, b := raw(t, http.MethodPost, schedulesURL, app.APIKey, `{`+base+`, "cron": "`+cron+`", "paused": true}`)
+		require.Equal(t, http.StatusCreated, status, "%s: %s", cron, b)
+		o.check(t, "/v1/schedules", "POST", status, ct, b)
+		var d scheduleDoc
+		require.NoError(t, json.Unmarshal(b, &d))
+		require.True(t, d.Paused)
+		require.Nil(t, d.NextRunAt)
+		require.Empty(t, d.Runs)
+		status, _, b = raw(t, http.MethodDelete, schedulesURL+"/"+d.ID, app.APIKey, "")
+		require.Equal(t, http.StatusNoContent, status, "%s", b)
+	}
+
 	current := func() map[int64]copyOrder {
 		rows, err := db.Query(ctx, "SELECT id, coalesce(note, ''), total FROM orders WHERE merchant_id = $1", merchant)
 		require.NoError(t, err)

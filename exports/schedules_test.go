@@ -277,3 +277,19 @@ func TestSchedulesAreTheAppsOwn(t *testing.T) {
 	require.Equal(t, exportd.CodeNotFound, exportd.ErrorCode(err))
 	require.Equal(t, exportd.CodeNotFound, exportd.ErrorCode(svc.DeleteSchedule(ctx, app, id)))
 }
+
+// TestCreateScheduleAcceptsStandardCron checks the cron expressions and
+// intervals a schedule takes, and that Temporal is given them as written.
+func TestCreateScheduleAcceptsStandardCron(t *testing.T) {
+	ctx := context.Background()
+	svc, ft, app, _ := scheduleService(t)
+	for _, cron := range []string{"* * * * *", "*/15 9-17 * jan,jul mon-fri", "0 0 * * 7", "5 4 1,15 * *", "0 3 * * SUN-SAT/2", "59 23 31 12 6"} {
+		st, err := svc.CreateSchedule(ctx, app, scheduleRequest(func(r *exports.ScheduleRequest) { r.Every, r.Cron = "", cron }))
+		require.NoError(t, err, cron)
+		require.Equal(t, []string{cron}, ft.schedules[contract.ScheduleID(st.Schedule.ID)].opts.Spec.CronExpressions)
+	}
+	for _, every := range []string{"1m", "90s", "1h30m", "8784h"} {
+		_, err := svc.CreateSchedule(ctx, app, scheduleRequest(func(r *exports.ScheduleRequest) { r.Every = every }))
+		require.NoError(t, err, every)
+	}
+}
