@@ -77,7 +77,10 @@ func (f *fixture) runChanges(t *testing.T, s exportd.Spec) (exportd.Manifest, []
 	require.NotEmpty(t, out.NextCursor)
 	v, err = env.ExecuteActivity(f.acts.Finalize, activities.FinalizeInput{Spec: s, GeneratedAt: seedEnd, NextCursor: out.NextCursor})
 	require.NoError(t, err)
+	var fin activities.FinalizeResult
+	require.NoError(t, v.Get(&fin))
 	m := f.manifest(t, s.ExportID)
+	require.Equal(t, fin.Tally, m.Tally)
 	require.Equal(t, exportd.ModeChanges, m.Mode)
 	require.Equal(t, s.Cursor, m.Cursor)
 	require.Equal(t, out.NextCursor, m.NextCursor)
