@@ -119,8 +119,9 @@ var OrderColumns = []Column{
 // ChangeColumns trail the dataset's columns in the files of a change
 // export: what the record does to a copy (ChangeOp) and, for a delete,
 // when the record was deleted. A delete's other columns are its id,
-// merchant_id and created_at; the rest are null where nullable, else
-// zero ("" and 0, empty lists): read op first.
+// merchant_id and created_at; in Parquet and Arrow the rest are null
+// where nullable, else zero ("" and 0, empty lists, the epoch), in JSON
+// lines they are left out and in CSV empty: read op first.
 var ChangeColumns = []Column{
 	{Name: "op", Type: String},
 	{Name: "deleted_at", Type: Timestamp, Nullable: true},

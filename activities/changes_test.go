@@ -77,7 +77,10 @@ func (f *fixture) runChanges(t *testing.T, s exportd.Spec) (exportd.Manifest, []
 	require.NotEmpty(t, out.NextCursor)
 	v, err = env.ExecuteActivity(f.acts.Finalize, activities.FinalizeInput{Spec: s, GeneratedAt: seedEnd, NextCursor: out.NextCursor})
 	require.NoError(t, err)
+	var fin activities.FinalizeResult
+	require.NoError(t, v.Get(&fin))
 	m := f.manifest(t, s.ExportID)
+	require.Equal(t, fin.Tally, m.Tally)
 	require.Equal(t, exportd.ModeChanges, m.Mode)
 	require.Equal(t, s.Cursor, m.Cursor)
 	require.Equal(t, out.NextCursor, m.NextCursor)
@@ -158,4 +161,53 @@ func TestChangeExportRefusesForeignCursor(t *testing.T) {
 		require.True(t, app.NonRetryable(), name)
 		require.Contains(t, app.Message(), "cursor", name)
 	}
+}
+
+// TestChangeExportAttemptStartsOver checks that a second attempt of a
+// change export (its first attempt's mark is gone with its session)
+// discards what the first wrote and writes every record as of its own
+// mark: no file of the first attempt is left, none is recorded twice.
+func TestChangeExportAttemptStartsOver(t *testing.T) {
+	pool := seededPool(t)
+	f := newFixture(t, pool)
+	f.acts.Cursors = exportd.Cursors{Key: []byte("change cursor test key")}
+	ctx := context.Background()
+	m1, _ := f.runChanges(t, changeSpec("chg-base", ""))
+
+	s := changeSpec("chg-retry", m1.NextCursor)
+	s.MaxRowsPerFile = 1
+	var ts testsuite.WorkflowTestSuite
+	env := ts.NewTestActivityEnvironment()
+	env.RegisterActivity(f.acts)
+	all := sqlIDs(t, pool, "orders", seedStart.AddDate(-10, 0, 0), seedEnd.AddDate(10, 0, 0))
+	for _, id := range all[:5] {
+		_, err := pool.Exec(ctx, "UPDATE orders SET note = 'first' WHERE id = $1", id)
+		require.NoError(t, err)
+	}
+	_, err := env.ExecuteActivity(f.acts.Export, activities.ExportInput{Spec: s, Total: 5, Attempt: 1})
+	require.NoError(t, err)
+	require.Len(t, f.manifestOf(t, pool, s.ExportID), 10, "5 parts of 2 formats")
+
+	// The first attempt's result is lost; meanwhile two more orders
+	// change. The second attempt has all seven, under fresh upload names.
+	for _, id := range all[5:7] {
+		_, err := pool.Exec(ctx, "UPDATE orders SET note = 'second' WHERE id = $1", id)
+		require.NoError(t, err)
+	}
+	v, err := env.ExecuteActivity(f.acts.Export, activities.ExportInput{Spec: s, Total: 5, Attempt: 2, Shown: 5})
+	require.NoError(t, err)
+	var out activities.ExportResult
+	require.NoError(t, v.Get(&out))
+	require.Equal(t, int64(7), out.Rows)
+	files := f.manifestOf(t, pool, s.ExportID)
+	require.Len(t, files, 14)
+	names := map[string]bool{}
+	for _, fi := range files {
+		require.False(t, names[fi.Name], "%s recorded twice", fi.Name)
+		names[fi.Name] = true
+	}
+	on := f.files(t, s.ExportID)
+	require.Len(t, on, 14, "only the second attempt's files are in the store: %v", on)
+	recs := f.changeRecs(t, s.ExportID, files)
+	require.Len(t, recs, 7)
 }

@@ -48,3 +48,26 @@ func New(f exportd.Format, d exportd.Dataset, w io.Writer) (Writer, error) {
 	}
 	return nil, fmt.Errorf("unknown format %q", f)
 }
+
+// NewChanges returns a writer of format f for the records of a change
+// export of dataset d: the dataset's columns, then op and deleted_at
+// (exportd.ChangeColumns). Only the general formats (exportd.Formats) have
+// them; the dialects' documents have no place for a delete.
+func NewChanges(f exportd.Format, d exportd.Dataset, w io.Writer) (Writer, error) {
+	if !d.Valid() {
+		return nil, fmt.Errorf("unknown dataset %q", d)
+	}
+	switch f {
+	case exportd.Parquet:
+		return parquetfile.NewChangeWriter(d, w), nil
+	case exportd.Arrow:
+		return arrowfile.NewChangeWriter(d, w)
+	case exportd.JSONL:
+		return jsonl.NewChangeWriter(d, w), nil
+	case exportd.CSV:
+		return csvgz.NewChangeWriter(d, w), nil
+	case exportd.CloverJSON, exportd.DoshiiJSON:
+		return nil, fmt.Errorf("format %q cannot carry a change export", f)
+	}
+	return nil, fmt.Errorf("unknown format %q", f)
+}

@@ -85,11 +85,11 @@ func runDemo(ctx context.Context, out io.Writer, stack *wiring.Stack) error {
 	if rows != manifest.Rows || total != manifest.Totals.Total || txns != manifest.Tally.Transactions || amount != manifest.Tally.Amount {
 		return fmt.Errorf("the export does not match SQL")
 	}
-	fmt.Fprintf(out, "\ndemo: every file matches its sha256, and the export matches SQL.\n\n")
+	fmt.Fprintf(out, "\ndemo: every file matches its sha256, and the export matches SQL.\n")
+	fmt.Fprintf(out, "demo: try it yourself:\n  curl -H 'Authorization: Bearer %s' %s/v1/exports/%s\n\n", app.APIKey, stack.Info.APIURL, doc.ID)
 	if err := runChangeDemo(ctx, out, stack, app.APIKey, merchant); err != nil {
 		return fmt.Errorf("change exports: %w", err)
 	}
-	fmt.Fprintf(out, "demo: try it yourself:\n  curl -H 'Authorization: Bearer %s' %s/v1/exports/%s\n\n", app.APIKey, stack.Info.APIURL, doc.ID)
 	return nil
 }
 
@@ -145,7 +145,11 @@ func runChangeDemo(ctx context.Context, out io.Writer, stack *wiring.Stack, key,
 		if cursor != "" {
 			body = body[:len(body)-1] + fmt.Sprintf(`, "cursor": %q}`, cursor)
 		}
-		fmt.Fprintf(out, "demo: POST %s\n      %s\n", api, demoShorten(body))
+		shown := body
+		if cursor != "" {
+			shown = strings.Replace(body, cursor, demoShorten(cursor), 1)
+		}
+		fmt.Fprintf(out, "demo: POST %s\n      %s\n", api, shown)
 		var doc bench.StatusDoc
 		if _, err := bench.Call(ctx, http.MethodPost, api, key, body, &doc); err != nil {
 			return doc, nil, err
@@ -230,17 +234,14 @@ func runChangeDemo(ctx context.Context, out io.Writer, stack *wiring.Stack, key,
 	if ops["upsert"] != 4 || ops["delete"] != 1 {
 		return fmt.Errorf("the change export has %d upserts and %d deletes; 4 orders were edited or created and 1 deleted", ops["upsert"], ops["delete"])
 	}
-	fmt.Fprintf(out, "demo: the change export holds exactly what changed since the backfill's cursor (README: Keeping a copy in sync).\n")
+	fmt.Fprintf(out, "demo: the change export holds exactly what changed since the backfill's cursor (README: Keeping a copy in sync).\n\n")
 	return nil
 }
 
-// demoShorten abbreviates long cursors in what the demo prints.
-func demoShorten(s string) string {
-	if i := strings.Index(s, `"cursor": "`); i >= 0 && len(s) > i+40 {
-		return s[:i+30] + `..."}`
+// demoShorten abbreviates a cursor in what the demo prints.
+func demoShorten(cursor string) string {
+	if len(cursor) > 24 {
+		return cursor[:24] + "..."
 	}
-	if len(s) > 24 {
-		return s[:24] + "..."
-	}
-	return s
+	return cursor
 }

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
@@ -19,6 +20,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/memory"
 
 	"github.com/exportd/exportd"
+	"github.com/exportd/exportd/format/internal/changes"
 )
 
 // DefaultBatchRows is the number of rows per record batch: big enough that
@@ -34,8 +36,9 @@ type Writer struct {
 	rb        *array.RecordBuilder
 	orders    orderCols
 	payments  paymentCols
-	batchRows int // rows per record batch; tests lower it
-	rows      int // rows in the builders
+	changes   *changeCols // nil but in a change export
+	batchRows int         // rows per record batch; tests lower it
+	rows      int         // rows in the builders
 	err       error
 	closed    bool
 }
@@ -45,8 +48,32 @@ func NewWriter(d exportd.Dataset, w io.Writer) (*Writer, error) {
 	return newWriter(d, w, DefaultBatchRows)
 }
 
+// NewChangeWriter returns a writer of the records of a change export of
+// dataset d that writes to w, with the columns of d.ChangeColumns(). A
+// delete has its id, merchant_id, created_at, op and deleted_at; its other
+// columns are null where nullable, else zero: "", 0, an empty list, and
+// for updated_at 0 (1970-01-01T00:00:00Z).
+func NewChangeWriter(d exportd.Dataset, w io.Writer) (*Writer, error) {
+	return newChangeWriter(d, w, DefaultBatchRows)
+}
+
 func newWriter(d exportd.Dataset, w io.Writer, batchRows int) (*Writer, error) {
-	cols := d.Columns()
+	return newWriterOf(d, d.Columns(), w, batchRows)
+}
+
+func newChangeWriter(d exportd.Dataset, w io.Writer, batchRows int) (*Writer, error) {
+	cols := d.ChangeColumns()
+	aw, err := newWriterOf(d, cols, w, batchRows)
+	if err != nil {
+		return nil, err
+	}
+	aw.changes = newChangeCols(builders{cols: cols, field: aw.rb.Field})
+	return aw, nil
+}
+
+// newWriterOf returns a writer of dataset d in a file of the columns cols:
+// d's own, and for a change export the trailing ones of its kind.
+func newWriterOf(d exportd.Dataset, cols []exportd.Column, w io.Writer, batchRows int) (*Writer, error) {
 	schema := schemaOf(cols)
 	// The Go allocator hands out zeroed memory, so padding and the values
 	// under null slots are zero bytes rather than leftovers of earlier use.
@@ -84,10 +111,18 @@ func (w *Writer) Write(b *exportd.Batch) error {
 	if b.Dataset != w.d {
 		return fmt.Errorf("arrowfile: batch of %q written to a %q file", b.Dataset, w.d)
 	}
+	if w.changes != nil {
+		if err := changes.Check(b); err != nil {
+			return fmt.Errorf("arrowfile: %w", err)
+		}
+	}
 	for i := range b.Len() {
-		if w.d == exportd.Payments {
+		switch {
+		case w.changes != nil:
+			w.appendChange(b, i)
+		case w.d == exportd.Payments:
 			w.payments.append(&b.Payments[i])
-		} else {
+		default:
 			w.orders.append(&b.Orders[i])
 		}
 		w.rows++
@@ -137,6 +172,27 @@ func (w *Writer) Close() error {
 	return w.err
 }
 
+// appendChange appends record i of b, a change export's record.
+func (w *Writer) appendChange(b *exportd.Batch, i int) {
+	if w.d == exportd.Payments {
+		p := &b.Payments[i]
+		if p.Op == exportd.OpDelete {
+			w.payments.appendDelete(p)
+		} else {
+			w.payments.append(p)
+		}
+		w.changes.append(p.Op, p.DeletedAt)
+		return
+	}
+	o := &b.Orders[i]
+	if o.Op == exportd.OpDelete {
+		w.orders.appendDelete(o)
+	} else {
+		w.orders.append(o)
+	}
+	w.changes.append(o.Op, o.DeletedAt)
+}
+
 func (c *orderCols) append(o *exportd.Order) {
 	c.id.Append(o.ID)
 	c.merchantID.Append(o.MerchantID)
@@ -175,6 +231,26 @@ func (c *orderCols) append(o *exportd.Order) {
 	}
 }
 
+// appendDelete appends the columns of the delete of o: its id,
+// merchant_id and created_at, nulls, zeros and empty lists.
+func (c *orderCols) appendDelete(o *exportd.Order) {
+	c.id.Append(o.ID)
+	c.merchantID.Append(o.MerchantID)
+	c.locationID.AppendNull()
+	c.createdAt.Append(arrow.Timestamp(o.CreatedAt.UnixMicro()))
+	c.updatedAt.Append(0)
+	c.state.Append("")
+	c.currency.Append("")
+	c.subtotal.Append(0)
+	c.tax.Append(0)
+	c.tip.AppendNull()
+	c.total.Append(0)
+	c.custRef.AppendNull()
+	c.note.AppendNull()
+	c.items.list.Append(true)
+	c.payList.Append(true)
+}
+
 func (c *paymentCols) append(p *exportd.Payment) {
 	c.id.Append(p.ID)
 	c.orderID.Append(p.OrderID)
@@ -186,6 +262,32 @@ func (c *paymentCols) append(p *exportd.Payment) {
 	appendOptString(c.brand, p.CardBrand)
 	c.result.Append(p.Result)
 	c.amount.Append(p.Amount)
+}
+
+// appendDelete appends the columns of the delete of p: its id,
+// merchant_id and created_at, nulls and zeros.
+func (c *paymentCols) appendDelete(p *exportd.Payment) {
+	c.id.Append(p.ID)
+	c.orderID.Append(0)
+	c.merchantID.Append(p.MerchantID)
+	c.locationID.AppendNull()
+	c.createdAt.Append(arrow.Timestamp(p.CreatedAt.UnixMicro()))
+	c.kind.Append("")
+	c.tender.Append("")
+	c.brand.AppendNull()
+	c.result.Append("")
+	c.amount.Append(0)
+}
+
+// append appends a change record's op and deleted_at; an upsert's
+// deleted_at is null.
+func (c *changeCols) append(op exportd.ChangeOp, deletedAt *time.Time) {
+	c.op.Append(string(op))
+	if op == exportd.OpDelete && deletedAt != nil {
+		c.deletedAt.Append(arrow.Timestamp(deletedAt.UnixMicro()))
+	} else {
+		c.deletedAt.AppendNull()
+	}
 }
 
 func appendOptString(b *array.StringBuilder, s *string) {

@@ -100,6 +100,19 @@ func get[B array.Builder](bs builders, name string) B {
 	panic(fmt.Sprintf("arrowfile: no column %q in %v", name, exportd.ColumnNames(bs.cols)))
 }
 
+// changeCols are the trailing columns of a change export.
+type changeCols struct {
+	op        *array.StringBuilder
+	deletedAt *array.TimestampBuilder
+}
+
+func newChangeCols(bs builders) *changeCols {
+	return &changeCols{
+		op:        get[*array.StringBuilder](bs, "op"),
+		deletedAt: get[*array.TimestampBuilder](bs, "deleted_at"),
+	}
+}
+
 func newPaymentCols(bs builders) paymentCols {
 	return paymentCols{
 		id:         get[*array.Int64Builder](bs, "id"),

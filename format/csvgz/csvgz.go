@@ -20,8 +20,10 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/exportd/exportd"
+	"github.com/exportd/exportd/format/internal/changes"
 	"github.com/exportd/exportd/format/internal/recbuf"
 	"github.com/exportd/exportd/format/jsonrec"
 )
@@ -38,12 +40,25 @@ type Writer struct {
 	d    exportd.Dataset
 	out  *recbuf.Buffer
 	json []byte // scratch for the nested columns before quoting
+	// changes is set for the records of a change export: op and
+	// deleted_at follow the dataset's columns.
+	changes bool
 }
 
 // NewWriter returns a writer of dataset d that writes to w. The header row
 // is written even if no record follows.
 func NewWriter(d exportd.Dataset, w io.Writer) *Writer {
 	return &Writer{d: d, out: recbuf.New(w, true, "csv", header(d.Columns()))}
+}
+
+// NewChangeWriter returns a writer of the records of a change export of
+// dataset d that writes to w, with the columns of d.ChangeColumns(). An
+// upsert is the row NewWriter writes, then upsert and an empty deleted_at;
+// a delete has its id, merchant_id, created_at, delete and deleted_at, and
+// empty cells (nulls) for every other column, even those that are never
+// null in an upsert, so that no reader takes a delete's zeros for data.
+func NewChangeWriter(d exportd.Dataset, w io.Writer) *Writer {
+	return &Writer{d: d, out: recbuf.New(w, true, "csv", header(d.ChangeColumns())), changes: true}
 }
 
 // Write appends the records of b, one row each.
@@ -57,9 +72,13 @@ func (w *Writer) Write(b *exportd.Batch) error {
 	if b.Dataset != w.d {
 		return fmt.Errorf("csvgz: batch of %q written to a %q file", b.Dataset, w.d)
 	}
+	if w.changes {
+		return w.writeChanges(b)
+	}
 	if w.d == exportd.Payments {
 		for i := range b.Payments {
 			w.appendPayment(&b.Payments[i])
+			w.out.Buf = append(w.out.Buf, '\r', '\n')
 			if err := w.out.MaybeFlush(); err != nil {
 				return err
 			}
@@ -67,6 +86,7 @@ func (w *Writer) Write(b *exportd.Batch) error {
 	} else {
 		for i := range b.Orders {
 			w.appendOrder(&b.Orders[i])
+			w.out.Buf = append(w.out.Buf, '\r', '\n')
 			if err := w.out.MaybeFlush(); err != nil {
 				return err
 			}
@@ -75,6 +95,68 @@ func (w *Writer) Write(b *exportd.Batch) error {
 	return nil
 }
 
+// writeChanges is Write for a change export's records.
+func (w *Writer) writeChanges(b *exportd.Batch) error {
+	if err := changes.Check(b); err != nil {
+		return fmt.Errorf("csvgz: %w", err)
+	}
+	cols := w.d.Columns()
+	if w.d == exportd.Payments {
+		for i := range b.Payments {
+			p := &b.Payments[i]
+			if p.Op == exportd.OpDelete {
+				w.out.Buf = appendDelete(w.out.Buf, cols, p.ID, p.MerchantID, p.CreatedAt, p.DeletedAt)
+			} else {
+				w.appendPayment(p)
+				w.out.Buf = append(w.out.Buf, ",upsert,\r\n"...)
+			}
+			if err := w.out.MaybeFlush(); err != nil {
+				return err
+			}
+		}
+	} else {
+		for i := range b.Orders {
+			o := &b.Orders[i]
+			if o.Op == exportd.OpDelete {
+				w.out.Buf = appendDelete(w.out.Buf, cols, o.ID, o.MerchantID, o.CreatedAt, o.DeletedAt)
+			} else {
+				w.appendOrder(o)
+				w.out.Buf = append(w.out.Buf, ",upsert,\r\n"...)
+			}
+			if err := w.out.MaybeFlush(); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// appendDelete appends the row of a delete in a file of the dataset
+// columns cols then op and deleted_at: the columns a delete has, found by
+// name in the table, and an empty cell for every other one. Deletes are
+// few, so walking the table for each costs little.
+func appendDelete(b []byte, cols []exportd.Column, id int64, merchantID string, createdAt time.Time, deletedAt *time.Time) []byte {
+	for i, c := range cols {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		switch c.Name {
+		case "id":
+			b = strconv.AppendInt(b, id, 10)
+		case "merchant_id":
+			b = appendField(b, merchantID)
+		case "created_at":
+			b = jsonrec.AppendTime(b, createdAt)
+		}
+	}
+	b = append(b, ",delete,"...)
+	if deletedAt != nil {
+		b = jsonrec.AppendTime(b, *deletedAt)
+	}
+	return append(b, '\r', '\n')
+}
+
+// appendOrder appends the cells of o, without the line end.
 func (w *Writer) appendOrder(o *exportd.Order) {
 	b := w.out.Buf
 	b = strconv.AppendInt(b, o.ID, 10)
@@ -109,10 +191,10 @@ func (w *Writer) appendOrder(o *exportd.Order) {
 	b = appendField(b, w.json)
 	b = append(b, ',')
 	w.json = jsonrec.AppendPayments(w.json[:0], o.Payments)
-	b = appendField(b, w.json)
-	w.out.Buf = append(b, '\r', '\n')
+	w.out.Buf = appendField(b, w.json)
 }
 
+// appendPayment appends the cells of p, without the line end.
 func (w *Writer) appendPayment(p *exportd.Payment) {
 	b := w.out.Buf
 	b = strconv.AppendInt(b, p.ID, 10)
@@ -133,8 +215,7 @@ func (w *Writer) appendPayment(p *exportd.Payment) {
 	b = append(b, ',')
 	b = appendField(b, p.Result)
 	b = append(b, ',')
-	b = strconv.AppendInt(b, p.Amount, 10)
-	w.out.Buf = append(b, '\r', '\n')
+	w.out.Buf = strconv.AppendInt(b, p.Amount, 10)
 }
 
 func appendOptField(dst []byte, s *string) []byte {

@@ -189,3 +189,50 @@ func BenchmarkWriter(b *testing.B) {
 		})
 	}
 }
+
+func changeWriterFor(d exportd.Dataset) recordtest.NewWriter {
+	return func(_ testing.TB, w io.Writer) recordtest.Writer { return NewChangeWriter(d, w) }
+}
+
+// TestChangeLayout pins down the rows of a change export where
+// encoding/csv cannot see the difference: a delete's cells other than its
+// key, op and deleted_at are empty (null), not "" or 0 or [], and an
+// upsert's deleted_at is empty.
+func TestChangeLayout(t *testing.T) {
+	at := time.Date(2024, 1, 2, 3, 4, 5, 6000, time.UTC)
+	deleted := time.Date(2024, 2, 3, 4, 5, 6, 7000, time.UTC)
+	payments := &exportd.Batch{Dataset: exportd.Payments, Payments: []exportd.Payment{
+		{ID: 1, OrderID: 2, MerchantID: "M", CreatedAt: at, Kind: "sale", Tender: "cash", Result: "ok", Amount: 5, Op: exportd.OpUpsert},
+		{ID: 3, MerchantID: "M", CreatedAt: at, Op: exportd.OpDelete, DeletedAt: &deleted},
+		{ID: 4, MerchantID: "", CreatedAt: at, Op: exportd.OpDelete},
+	}}
+	got := string(gunzip(t, recordtest.Write(t, changeWriterFor(exportd.Payments), payments, 0)))
+	require.Equal(t, "id,order_id,merchant_id,location_id,created_at,kind,tender,card_brand,result,amount,op,deleted_at\r\n"+
+		"1,2,M,,2024-01-02T03:04:05.000006Z,sale,cash,,ok,5,upsert,\r\n"+
+		"3,,M,,2024-01-02T03:04:05.000006Z,,,,,,delete,2024-02-03T04:05:06.000007Z\r\n"+
+		"4,,\"\",,2024-01-02T03:04:05.000006Z,,,,,,delete,\r\n", got)
+
+	orders := &exportd.Batch{Dataset: exportd.Orders, Orders: []exportd.Order{
+		{ID: 1, MerchantID: "M", CreatedAt: at, UpdatedAt: at, Op: exportd.OpUpsert},
+		{ID: 2, MerchantID: "M", CreatedAt: at, State: "ignored", Op: exportd.OpDelete, DeletedAt: &deleted},
+	}}
+	got = string(gunzip(t, recordtest.Write(t, changeWriterFor(exportd.Orders), orders, 0)))
+	require.Equal(t, strings.Join(exportd.ColumnNames(exportd.Orders.ChangeColumns()), ",")+"\r\n"+
+		"1,M,,2024-01-02T03:04:05.000006Z,2024-01-02T03:04:05.000006Z,\"\",\"\",0,0,,0,,,[],[],upsert,\r\n"+
+		"2,M,,2024-01-02T03:04:05.000006Z,,,,,,,,,,,,delete,2024-02-03T04:05:06.000007Z\r\n", got)
+}
+
+func TestChangesEmptyFileHasHeader(t *testing.T) {
+	for _, d := range recordtest.Datasets {
+		got := gunzip(t, recordtest.Write(t, changeWriterFor(d), &exportd.Batch{Dataset: d}, 0))
+		require.Equal(t, strings.Join(exportd.ColumnNames(d.ChangeColumns()), ",")+"\r\n", string(got))
+	}
+}
+
+func BenchmarkChangeWriter(b *testing.B) {
+	for _, d := range recordtest.Datasets {
+		b.Run(string(d), func(b *testing.B) {
+			recordtest.Bench(b, changeWriterFor(d), recordtest.BenchChangeSource(d, 1000))
+		})
+	}
+}

@@ -105,3 +105,25 @@ func BenchmarkWriter(b *testing.B) {
 		})
 	}
 }
+
+func TestChangesRoundTrip(t *testing.T) {
+	for _, d := range recordtest.Datasets {
+		t.Run(string(d), func(t *testing.T) {
+			src := recordtest.ChangeSource(d, 1000)
+			newW := func(_ testing.TB, w io.Writer) recordtest.Writer { return NewChangeWriter(d, w) }
+			lines := readLines(t, recordtest.RequireDeterministic(t, newW, src))
+			require.Len(t, lines, src.Len())
+			for i, line := range lines {
+				require.Equal(t, recordtest.JSONChangeRecord(t, src, i), recordtest.Decode(t, line), "line %d", i+1)
+			}
+		})
+	}
+}
+
+func BenchmarkChangeWriter(b *testing.B) {
+	for _, d := range recordtest.Datasets {
+		b.Run(string(d), func(b *testing.B) {
+			recordtest.Bench(b, func(_ testing.TB, w io.Writer) recordtest.Writer { return NewChangeWriter(d, w) }, recordtest.BenchChangeSource(d, 1000))
+		})
+	}
+}

@@ -122,6 +122,51 @@ func AppendPayment(dst []byte, p *exportd.Payment) []byte {
 	return append(dst, '}')
 }
 
+// AppendOrderChange appends o as a record of a change export: an upsert is
+// AppendOrder's object with "op":"upsert" last, a delete is AppendDelete's.
+func AppendOrderChange(dst []byte, o *exportd.Order) []byte {
+	if o.Op == exportd.OpDelete {
+		return AppendDelete(dst, o.ID, o.MerchantID, o.CreatedAt, o.DeletedAt)
+	}
+	return appendUpsert(AppendOrder(dst, o))
+}
+
+// AppendPaymentChange appends p as a record of a change export, as
+// AppendOrderChange does an order.
+func AppendPaymentChange(dst []byte, p *exportd.Payment) []byte {
+	if p.Op == exportd.OpDelete {
+		return AppendDelete(dst, p.ID, p.MerchantID, p.CreatedAt, p.DeletedAt)
+	}
+	return appendUpsert(AppendPayment(dst, p))
+}
+
+// appendUpsert adds "op":"upsert" to the object that dst ends with. An
+// upsert has no deleted_at key: omitting it keeps an upsert the object of
+// an ordinary export with one key more.
+func appendUpsert(dst []byte) []byte {
+	return append(dst[:len(dst)-1], `,"op":"upsert"}`...)
+}
+
+// AppendDelete appends the delete of a record of either dataset as one
+// JSON object of the only columns a delete has, in the tables' order: id,
+// merchant_id, created_at, op and deleted_at. Leaving out the others, rather
+// than writing zeros, keeps a delete from being read as data.
+func AppendDelete(dst []byte, id int64, merchantID string, createdAt time.Time, deletedAt *time.Time) []byte {
+	dst = append(dst, `{"id":`...)
+	dst = strconv.AppendInt(dst, id, 10)
+	dst = append(dst, `,"merchant_id":`...)
+	dst = AppendString(dst, merchantID)
+	dst = append(dst, `,"created_at":`...)
+	dst = appendQuotedTime(dst, createdAt)
+	dst = append(dst, `,"op":"delete","deleted_at":`...)
+	if deletedAt == nil {
+		dst = append(dst, "null"...)
+	} else {
+		dst = appendQuotedTime(dst, *deletedAt)
+	}
+	return append(dst, '}')
+}
+
 // AppendTime appends t in TimeLayout, converted to UTC and truncated to the
 // microsecond, without quotes.
 func AppendTime(dst []byte, t time.Time) []byte {

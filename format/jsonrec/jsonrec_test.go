@@ -176,3 +176,60 @@ func requireObjectKeys(t *testing.T, dec *json.Decoder, path string, cols []expo
 	require.NoError(t, err)
 	require.Equal(t, json.Delim('}'), tok, "%s: keys beyond the table", path)
 }
+
+func TestAppendChangeExact(t *testing.T) {
+	at := time.Date(2024, 1, 2, 3, 4, 5, 6000, time.UTC)
+	deleted := time.Date(2024, 2, 3, 4, 5, 6, 7000, time.UTC)
+	p := exportd.Payment{ID: 1, OrderID: 2, MerchantID: "M", CreatedAt: at, Kind: "sale", Tender: "cash", Result: "success", Amount: 10, Op: exportd.OpUpsert}
+	require.Equal(t, `{"id":1,"order_id":2,"merchant_id":"M","location_id":null,"created_at":"2024-01-02T03:04:05.000006Z",`+
+		`"kind":"sale","tender":"cash","card_brand":null,"result":"success","amount":10,"op":"upsert"}`,
+		string(AppendPaymentChange(nil, &p)))
+
+	// A delete is its key, op and deleted_at, whatever else the record holds.
+	p.Op, p.DeletedAt = exportd.OpDelete, &deleted
+	want := `{"id":1,"merchant_id":"M","created_at":"2024-01-02T03:04:05.000006Z","op":"delete","deleted_at":"2024-02-03T04:05:06.000007Z"}`
+	require.Equal(t, want, string(AppendPaymentChange(nil, &p)))
+	o := exportd.Order{ID: 1, MerchantID: "M", CreatedAt: at, State: "paid", Items: []exportd.Item{{Line: 1}}, Op: exportd.OpDelete, DeletedAt: &deleted}
+	require.Equal(t, want, string(AppendOrderChange(nil, &o)))
+
+	o.DeletedAt = nil
+	require.Equal(t, `{"id":1,"merchant_id":"M","created_at":"2024-01-02T03:04:05.000006Z","op":"delete","deleted_at":null}`,
+		string(AppendOrderChange([]byte{}, &o)))
+}
+
+// TestChangeKeyOrderFollowsColumns checks the change records' keys against
+// the change tables: an upsert has the dataset's columns then op, a delete
+// id, merchant_id, created_at, op and deleted_at, both in the table's order.
+func TestChangeKeyOrderFollowsColumns(t *testing.T) {
+	for _, d := range recordtest.Datasets {
+		t.Run(string(d), func(t *testing.T) {
+			cols := d.ChangeColumns()
+			upsert := cols[:len(cols)-1]
+			var deletes []exportd.Column
+			for _, c := range cols {
+				switch c.Name {
+				case "id", "merchant_id", "created_at", "op", "deleted_at":
+					deletes = append(deletes, c)
+				}
+			}
+			require.Len(t, deletes, 5)
+			src := recordtest.ChangeSource(d, 300)
+			var buf []byte
+			for i := range src.Len() {
+				buf = buf[:0]
+				var op exportd.ChangeOp
+				if d == exportd.Payments {
+					buf, op = AppendPaymentChange(buf, &src.Payments[i]), src.Payments[i].Op
+				} else {
+					buf, op = AppendOrderChange(buf, &src.Orders[i]), src.Orders[i].Op
+				}
+				want := upsert
+				if op == exportd.OpDelete {
+					want = deletes
+				}
+				requireObjectKeys(t, json.NewDecoder(bytes.NewReader(buf)), string(d), want)
+				require.Equal(t, recordtest.JSONChangeRecord(t, src, i), recordtest.Decode(t, buf), "record %d", i)
+			}
+		})
+	}
+}

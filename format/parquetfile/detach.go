@@ -1,6 +1,7 @@
 package parquetfile
 
 import (
+	"time"
 	"unsafe"
 
 	"github.com/exportd/exportd"
@@ -16,6 +17,7 @@ type arena struct {
 	bytes []byte
 	strs  []string
 	ints  []int64
+	times []time.Time
 	items []exportd.Item
 	pays  []exportd.Payment
 }
@@ -23,7 +25,7 @@ type arena struct {
 // reset makes the arena's memory available again; no row kept before may
 // be used after it.
 func (a *arena) reset() {
-	a.bytes, a.strs, a.ints = a.bytes[:0], a.strs[:0], a.ints[:0]
+	a.bytes, a.strs, a.ints, a.times = a.bytes[:0], a.strs[:0], a.ints[:0], a.times[:0]
 	clear(a.items) // drop references for the collector
 	clear(a.pays)
 	a.items, a.pays = a.items[:0], a.pays[:0]
@@ -66,6 +68,17 @@ func (a *arena) intPtr(v *int64) *int64 {
 	return &a.ints[len(a.ints)-1]
 }
 
+func (a *arena) timePtr(t *time.Time) *time.Time {
+	if t == nil {
+		return nil
+	}
+	if len(a.times) == cap(a.times) {
+		a.times = make([]time.Time, 0, max(2*cap(a.times), 64))
+	}
+	a.times = append(a.times, *t)
+	return &a.times[len(a.times)-1]
+}
+
 func (a *arena) order(o *exportd.Order) {
 	o.MerchantID = a.str(o.MerchantID)
 	o.LocationID = a.strPtr(o.LocationID)
@@ -106,4 +119,14 @@ func (a *arena) payment(p *exportd.Payment) {
 	p.Tender = a.str(p.Tender)
 	p.CardBrand = a.strPtr(p.CardBrand)
 	p.Result = a.str(p.Result)
+}
+
+func (a *arena) orderChange(r *OrderChange) {
+	a.order(&r.Order)
+	r.DeletedAt = a.timePtr(r.DeletedAt)
+}
+
+func (a *arena) paymentChange(r *PaymentChange) {
+	a.payment(&r.Payment)
+	r.DeletedAt = a.timePtr(r.DeletedAt)
 }

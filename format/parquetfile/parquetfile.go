@@ -1,7 +1,9 @@
 // Package parquetfile writes export records as a Parquet file with
 // parquet-go: zstd pages, UTC microsecond timestamps, int64 cents, nested
 // items and payments as LIST columns and nulls as optional columns, all as
-// declared by the parquet tags of exportd.Order and exportd.Payment.
+// declared by the parquet tags of exportd.Order and exportd.Payment, and
+// for change exports of OrderChange and PaymentChange, which add op and
+// deleted_at.
 //
 // A row group ends after maxRows rows or once its buffered size reaches
 // maxBytes, whichever comes first, which bounds memory. Both limits, and
@@ -19,6 +21,7 @@ import (
 	"github.com/parquet-go/parquet-go/compress/zstd"
 
 	"github.com/exportd/exportd"
+	"github.com/exportd/exportd/format/internal/changes"
 )
 
 // Row group limits. Readers parallelise and skip by row group, so groups
@@ -37,11 +40,17 @@ const chunkRows = 64
 
 // Writer writes one dataset as a Parquet file.
 type Writer struct {
-	d        exportd.Dataset
-	orders   *groupWriter[exportd.Order]
-	payments *groupWriter[exportd.Payment]
-	err      error
-	closed   bool
+	d       exportd.Dataset
+	rows    rowWriter
+	changes bool // the records of a change export
+	err     error
+	closed  bool
+}
+
+// rowWriter writes the records of batches as the rows of one Go type.
+type rowWriter interface {
+	writeBatch(b *exportd.Batch) error
+	close() error
 }
 
 // NewWriter returns a writer of dataset d that writes to w.
@@ -49,14 +58,38 @@ func NewWriter(d exportd.Dataset, w io.Writer) *Writer {
 	return newWriter(d, w, DefaultMaxRowsPerRowGroup, DefaultMaxBytesPerRowGroup)
 }
 
+// NewChangeWriter returns a writer of the records of a change export of
+// dataset d that writes to w, as rows of OrderChange or PaymentChange.
+func NewChangeWriter(d exportd.Dataset, w io.Writer) *Writer {
+	return newChangeWriter(d, w, DefaultMaxRowsPerRowGroup, DefaultMaxBytesPerRowGroup)
+}
+
 func newWriter(d exportd.Dataset, w io.Writer, maxRows, maxBytes int64) *Writer {
-	pw := &Writer{d: d}
 	if d == exportd.Payments {
-		pw.payments = newGroupWriter(w, maxRows, maxBytes, (*arena).payment)
-	} else {
-		pw.orders = newGroupWriter(w, maxRows, maxBytes, (*arena).order)
+		return &Writer{d: d, rows: &records[exportd.Payment]{
+			g:  newGroupWriter(w, maxRows, maxBytes, (*arena).payment),
+			of: func(b *exportd.Batch) []exportd.Payment { return b.Payments },
+		}}
 	}
-	return pw
+	return &Writer{d: d, rows: &records[exportd.Order]{
+		g:  newGroupWriter(w, maxRows, maxBytes, (*arena).order),
+		of: func(b *exportd.Batch) []exportd.Order { return b.Orders },
+	}}
+}
+
+func newChangeWriter(d exportd.Dataset, w io.Writer, maxRows, maxBytes int64) *Writer {
+	if d == exportd.Payments {
+		return &Writer{d: d, changes: true, rows: &changeRecords[exportd.Payment, PaymentChange]{
+			g:   newGroupWriter(w, maxRows, maxBytes, (*arena).paymentChange),
+			of:  func(b *exportd.Batch) []exportd.Payment { return b.Payments },
+			row: paymentChange,
+		}}
+	}
+	return &Writer{d: d, changes: true, rows: &changeRecords[exportd.Order, OrderChange]{
+		g:   newGroupWriter(w, maxRows, maxBytes, (*arena).orderChange),
+		of:  func(b *exportd.Batch) []exportd.Order { return b.Orders },
+		row: orderChange,
+	}}
 }
 
 // Write appends the records of b.
@@ -70,11 +103,12 @@ func (w *Writer) Write(b *exportd.Batch) error {
 	if b.Dataset != w.d {
 		return fmt.Errorf("parquetfile: batch of %q written to a %q file", b.Dataset, w.d)
 	}
-	if w.d == exportd.Payments {
-		w.err = w.payments.write(b.Payments)
-	} else {
-		w.err = w.orders.write(b.Orders)
+	if w.changes {
+		if err := changes.Check(b); err != nil {
+			return fmt.Errorf("parquetfile: %w", err)
+		}
 	}
+	w.err = w.rows.writeBatch(b)
 	return w.err
 }
 
@@ -88,13 +122,20 @@ func (w *Writer) Close() error {
 	if w.err != nil {
 		return w.err
 	}
-	if w.d == exportd.Payments {
-		w.err = w.payments.close()
-	} else {
-		w.err = w.orders.close()
-	}
+	w.err = w.rows.close()
 	return w.err
 }
+
+// records writes the records of a batch as they are, the rows of an
+// ordinary export.
+type records[T any] struct {
+	g  *groupWriter[T]
+	of func(*exportd.Batch) []T // the batch's records
+}
+
+func (r *records[T]) writeBatch(b *exportd.Batch) error { return r.g.write(r.of(b)) }
+
+func (r *records[T]) close() error { return r.g.close() }
 
 // groupWriter cuts the rows of one Go type into row groups.
 type groupWriter[T any] struct {
@@ -131,7 +172,7 @@ func newGroupWriter[T any](w io.Writer, maxRows, maxBytes int64, detach func(*ar
 // that many rows does not matter.
 func (g *groupWriter[T]) write(rows []T) error {
 	for len(rows) > 0 {
-		need := int(g.chunkEnd() - g.rows - int64(len(g.pending)))
+		need := g.room()
 		if len(g.pending) == 0 && len(rows) >= need {
 			if err := g.writeChunk(rows[:need]); err != nil {
 				return err
@@ -152,6 +193,11 @@ func (g *groupWriter[T]) write(rows []T) error {
 		}
 	}
 	return nil
+}
+
+// room returns how many rows complete the current chunk.
+func (g *groupWriter[T]) room() int {
+	return int(g.chunkEnd() - g.rows - int64(len(g.pending)))
 }
 
 // chunkEnd is the row of the current row group at which the current chunk

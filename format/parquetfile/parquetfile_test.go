@@ -157,3 +157,62 @@ func BenchmarkWriter(b *testing.B) {
 		})
 	}
 }
+
+func changeWriterFor(d exportd.Dataset, maxRows, maxBytes int64) recordtest.NewWriter {
+	return func(_ testing.TB, w io.Writer) recordtest.Writer { return newChangeWriter(d, w, maxRows, maxBytes) }
+}
+
+// TestChangesRoundTrip reads a change export's records back with arrow-go
+// across many row groups, every column of every row with op and
+// deleted_at, and checks the change columns' physical types.
+func TestChangesRoundTrip(t *testing.T) {
+	for _, d := range recordtest.Datasets {
+		for _, rows := range []int64{smallGroup, DefaultMaxRowsPerRowGroup} {
+			t.Run(fmt.Sprintf("%s/%d", d, rows), func(t *testing.T) {
+				src := recordtest.ChangeSource(d, 1000)
+				newW := changeWriterFor(d, rows, DefaultMaxBytesPerRowGroup)
+				data := recordtest.RequireDeterministic(t, newW, src)
+				recordtest.RequireNoRetention(t, newW, src)
+
+				pf, err := file.NewParquetReader(bytes.NewReader(data))
+				require.NoError(t, err)
+				defer pf.Close()
+				fr, err := pqarrow.NewFileReader(pf, pqarrow.ArrowReadProperties{BatchSize: 333}, memory.NewGoAllocator())
+				require.NoError(t, err)
+				rr, err := fr.GetRecordReader(context.Background(), nil, nil)
+				require.NoError(t, err)
+				defer rr.Release()
+				got := &exportd.Batch{Dataset: d}
+				for rr.Next() {
+					recordtest.AppendArrowChanges(t, got, rr.RecordBatch())
+				}
+				if err := rr.Err(); err != nil && !errors.Is(err, io.EOF) {
+					require.NoError(t, err)
+				}
+				require.Equal(t, recordtest.NormalizeChanges(src), got)
+
+				md := pf.MetaData()
+				require.Equal(t, int(1000/rows)+map[bool]int{true: 1, false: 0}[1000%rows != 0], md.NumRowGroups())
+				requireSchema(t, d, md.Schema)
+				op := md.Schema.Column(md.Schema.ColumnIndexByName("op"))
+				require.Equal(t, parquet.Types.ByteArray, op.PhysicalType())
+				require.EqualValues(t, 0, op.MaxDefinitionLevel(), "op is required")
+				del := md.Schema.Column(md.Schema.ColumnIndexByName("deleted_at"))
+				ts, ok := del.LogicalType().(schema.TimestampLogicalType)
+				require.True(t, ok, "deleted_at is %s", del.LogicalType())
+				require.True(t, ts.IsAdjustedToUTC())
+				require.Equal(t, schema.TimeUnitMicros, ts.TimeUnit())
+				require.Equal(t, parquet.Types.Int64, del.PhysicalType())
+				require.EqualValues(t, 1, del.MaxDefinitionLevel(), "deleted_at is optional")
+			})
+		}
+	}
+}
+
+func BenchmarkChangeWriter(b *testing.B) {
+	for _, d := range recordtest.Datasets {
+		b.Run(string(d), func(b *testing.B) {
+			recordtest.Bench(b, changeWriterFor(d, DefaultMaxRowsPerRowGroup, DefaultMaxBytesPerRowGroup), recordtest.BenchChangeSource(d, 1000))
+		})
+	}
+}

@@ -36,4 +36,6 @@ func TestSchemaFollowsColumns(t *testing.T) {
 	}
 	check("orders", exportd.OrderColumns, parquet.SchemaOf(new(exportd.Order)).Fields())
 	check("payments", exportd.PaymentColumns, parquet.SchemaOf(new(exportd.Payment)).Fields())
+	check("order changes", exportd.Orders.ChangeColumns(), parquet.SchemaOf(new(OrderChange)).Fields())
+	check("payment changes", exportd.Payments.ChangeColumns(), parquet.SchemaOf(new(PaymentChange)).Fields())
 }

@@ -18,11 +18,7 @@ import (
 // It serves both the Arrow IPC reader and the Parquet-to-Arrow reader.
 func AppendArrow(t testing.TB, b *exportd.Batch, rec arrow.RecordBatch) {
 	t.Helper()
-	c := columns{t: t, get: func(name string) arrow.Array {
-		idx := rec.Schema().FieldIndices(name)
-		require.Len(t, idx, 1, "column %q", name)
-		return rec.Column(idx[0])
-	}}
+	c := recordColumns(t, rec)
 	n := int(rec.NumRows())
 	if b.Dataset == exportd.Payments {
 		b.Payments = c.payments(b.Payments, 0, n)
@@ -31,10 +27,42 @@ func AppendArrow(t testing.TB, b *exportd.Batch, rec arrow.RecordBatch) {
 	b.Orders = c.orders(b.Orders, n)
 }
 
+// AppendArrowChanges reads the rows of rec, a record batch of a change
+// export, back into records as AppendArrow does, with their Op from the
+// op column and their DeletedAt from the nullable deleted_at column.
+func AppendArrowChanges(t testing.TB, b *exportd.Batch, rec arrow.RecordBatch) {
+	t.Helper()
+	from := b.Len()
+	AppendArrow(t, b, rec)
+	c := recordColumns(t, rec)
+	op, deleted := c.text("op", false), c.timestamps("deleted_at", true)
+	for i := range int(rec.NumRows()) {
+		o := exportd.ChangeOp(strings.Clone(op.Value(i)))
+		var at *time.Time
+		if !deleted.IsNull(i) {
+			v := timeAt(deleted, i)
+			at = &v
+		}
+		if b.Dataset == exportd.Payments {
+			b.Payments[from+i].Op, b.Payments[from+i].DeletedAt = o, at
+		} else {
+			b.Orders[from+i].Op, b.Orders[from+i].DeletedAt = o, at
+		}
+	}
+}
+
 // columns finds the columns of a record batch or the fields of a struct.
 type columns struct {
 	t   testing.TB
 	get func(name string) arrow.Array
+}
+
+func recordColumns(t testing.TB, rec arrow.RecordBatch) columns {
+	return columns{t: t, get: func(name string) arrow.Array {
+		idx := rec.Schema().FieldIndices(name)
+		require.Len(t, idx, 1, "column %q", name)
+		return rec.Column(idx[0])
+	}}
 }
 
 func structColumns(t testing.TB, s *array.Struct) columns {
@@ -65,7 +93,12 @@ func (c columns) text(name string, nullable bool) *array.String {
 
 func (c columns) times(name string) *array.Timestamp {
 	c.t.Helper()
-	a := column[*array.Timestamp](c, name, false)
+	return c.timestamps(name, false)
+}
+
+func (c columns) timestamps(name string, nullable bool) *array.Timestamp {
+	c.t.Helper()
+	a := column[*array.Timestamp](c, name, nullable)
 	tt := a.DataType().(*arrow.TimestampType)
 	require.Equal(c.t, arrow.Microsecond, tt.Unit, "unit of %q", name)
 	require.Equal(c.t, "UTC", tt.TimeZone, "time zone of %q", name)

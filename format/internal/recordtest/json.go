@@ -102,6 +102,47 @@ func JSONRecord(t testing.TB, b *exportd.Batch, i int) any {
 	return roundTrip(t, mirrorOrder(&b.Orders[i]))
 }
 
+// jsonDelete is the whole JSON object of a delete.
+type jsonDelete struct {
+	ID         int64   `json:"id"`
+	MerchantID string  `json:"merchant_id"`
+	CreatedAt  string  `json:"created_at"`
+	Op         string  `json:"op"`
+	DeletedAt  *string `json:"deleted_at"`
+}
+
+// JSONChangeRecord is the JSON value record i of b, a change export's
+// record, must decode to: an upsert is JSONRecord's object with "op"
+// added; a delete has id, merchant_id, created_at, op and deleted_at only.
+func JSONChangeRecord(t testing.TB, b *exportd.Batch, i int) any {
+	t.Helper()
+	var (
+		id        int64
+		merchant  string
+		created   time.Time
+		op        exportd.ChangeOp
+		deletedAt *time.Time
+	)
+	if b.Dataset == exportd.Payments {
+		p := &b.Payments[i]
+		id, merchant, created, op, deletedAt = p.ID, p.MerchantID, p.CreatedAt, p.Op, p.DeletedAt
+	} else {
+		o := &b.Orders[i]
+		id, merchant, created, op, deletedAt = o.ID, o.MerchantID, o.CreatedAt, o.Op, o.DeletedAt
+	}
+	if op != exportd.OpDelete {
+		rec := JSONRecord(t, b, i).(map[string]any)
+		rec["op"] = string(op)
+		return rec
+	}
+	del := jsonDelete{ID: id, MerchantID: merchant, CreatedAt: TimeText(created), Op: string(op)}
+	if deletedAt != nil {
+		s := TimeText(*deletedAt)
+		del.DeletedAt = &s
+	}
+	return roundTrip(t, del)
+}
+
 // JSONItems is the JSON value the items of order o must decode to.
 func JSONItems(t testing.TB, o *exportd.Order) any {
 	t.Helper()

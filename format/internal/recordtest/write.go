@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"io"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -152,6 +153,7 @@ func deepCopy(b *exportd.Batch) *exportd.Batch {
 	}
 	for _, o := range b.Orders {
 		o.LocationID, o.Tip, o.CustomerRef, o.Note = ptr(o.LocationID), ptr(o.Tip), ptr(o.CustomerRef), ptr(o.Note)
+		o.DeletedAt = ptr(o.DeletedAt)
 		if o.Items != nil {
 			items := make([]exportd.Item, len(o.Items))
 			for i, it := range o.Items {
@@ -174,6 +176,7 @@ func deepCopy(b *exportd.Batch) *exportd.Batch {
 
 func copyPayment(p exportd.Payment) exportd.Payment {
 	p.LocationID, p.CardBrand = ptr(p.LocationID), ptr(p.CardBrand)
+	p.DeletedAt = ptr(p.DeletedAt)
 	return p
 }
 
@@ -200,6 +203,9 @@ func scribble(b *exportd.Batch) {
 		if o.Tip != nil {
 			*o.Tip = -1
 		}
+		if o.DeletedAt != nil {
+			*o.DeletedAt = scribbledTime
+		}
 		for j := range o.Items {
 			if o.Items[j].SKU != nil {
 				*o.Items[j].SKU = "scribbled"
@@ -219,5 +225,10 @@ func scribblePayment(p *exportd.Payment) {
 			*s = "scribbled"
 		}
 	}
+	if p.DeletedAt != nil {
+		*p.DeletedAt = scribbledTime
+	}
 	*p = exportd.Payment{ID: -1, Kind: "scribbled"}
 }
+
+var scribbledTime = time.Date(1999, 9, 9, 9, 9, 9, 0, time.UTC)
