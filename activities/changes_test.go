@@ -1,12 +1,8 @@
 package activities_test
 
 import (
-	"bufio"
-	"compress/gzip"
 	"context"
 	"encoding/json"
-	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -28,24 +24,11 @@ type changeRec struct {
 func (f *fixture) changeRecs(t *testing.T, exportID string, files []exportd.FileInfo) []changeRec {
 	t.Helper()
 	var out []changeRec
-	for _, fi := range files {
-		if fi.Format != exportd.JSONL {
-			continue
-		}
-		fh, err := os.Open(filepath.Join(f.dir, exportID, fi.Name))
-		require.NoError(t, err)
-		zr, err := gzip.NewReader(fh)
-		require.NoError(t, err)
-		sc := bufio.NewScanner(zr)
-		sc.Buffer(make([]byte, 1<<20), 1<<20)
-		for sc.Scan() {
-			var r changeRec
-			require.NoError(t, json.Unmarshal(sc.Bytes(), &r))
-			out = append(out, r)
-		}
-		require.NoError(t, sc.Err())
-		fh.Close()
-	}
+	f.eachJSONL(t, exportID, files, func(line []byte) {
+		var r changeRec
+		require.NoError(t, json.Unmarshal(line, &r))
+		out = append(out, r)
+	})
 	return out
 }
 

@@ -154,6 +154,20 @@ func (f *fixture) files(t *testing.T, exportID string) map[string]string {
 func (f *fixture) jsonlIDs(t *testing.T, exportID string, files []exportd.FileInfo) []int64 {
 	t.Helper()
 	var ids []int64
+	f.eachJSONL(t, exportID, files, func(line []byte) {
+		var rec struct {
+			ID int64 `json:"id"`
+		}
+		require.NoError(t, json.Unmarshal(line, &rec))
+		ids = append(ids, rec.ID)
+	})
+	return ids
+}
+
+// eachJSONL calls fn with each line of an export's JSON lines files, in
+// file order, and checks each file has the rows its record says.
+func (f *fixture) eachJSONL(t *testing.T, exportID string, files []exportd.FileInfo, fn func(line []byte)) {
+	t.Helper()
 	for _, fi := range files {
 		if fi.Format != exportd.JSONL {
 			continue
@@ -166,18 +180,13 @@ func (f *fixture) jsonlIDs(t *testing.T, exportID string, files []exportd.FileIn
 		sc.Buffer(make([]byte, 1<<20), 1<<20)
 		n := int64(0)
 		for sc.Scan() {
-			var rec struct {
-				ID int64 `json:"id"`
-			}
-			require.NoError(t, json.Unmarshal(sc.Bytes(), &rec))
-			ids = append(ids, rec.ID)
+			fn(sc.Bytes())
 			n++
 		}
 		require.NoError(t, sc.Err())
 		require.Equal(t, fi.Rows, n, fi.Name)
 		fh.Close()
 	}
-	return ids
 }
 
 func sqlIDs(t *testing.T, pool *pgxpool.Pool, table string, start, end time.Time) []int64 {

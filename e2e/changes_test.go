@@ -56,6 +56,13 @@ func changeExport(t *testing.T, s *stack, key, merchant, cursor string) (changeD
 	require.Equal(t, "succeeded", final.Status, "%+v", final.Error)
 	call(t, http.MethodGet, s.APIURL+"/v1/exports/"+doc.ID, key, nil, &doc)
 	require.NotEmpty(t, doc.NextCursor)
+	rows := changeRecords(t, key, doc)
+	return doc, rows
+}
+
+// changeRecords downloads a change export's JSON lines.
+func changeRecords(t *testing.T, key string, doc changeDoc) []changeRow {
+	t.Helper()
 	var rows []changeRow
 	for _, f := range doc.Files {
 		if f.Format != "jsonl.gz" {
@@ -75,7 +82,7 @@ func changeExport(t *testing.T, s *stack, key, merchant, cursor string) (changeD
 		require.NoError(t, sc.Err())
 	}
 	require.Equal(t, doc.Progress.Rows, int64(len(rows)))
-	return doc, rows
+	return rows
 }
 
 // apply replays a change export's records onto a copy.

@@ -1,9 +1,6 @@
 package e2e
 
 import (
-	"bufio"
-	"bytes"
-	"compress/gzip"
 	"context"
 	"encoding/json"
 	"net/http"
@@ -187,7 +184,7 @@ func TestSchedulesOfChangeExports(t *testing.T) {
 			require.Equal(t, r.Cursor, doc.Cursor)
 			require.Equal(t, r.NextCursor, doc.NextCursor)
 			require.Equal(t, r.Rows, doc.Progress.Rows)
-			apply(t, cp, scheduledRecords(t, app.APIKey, doc))
+			apply(t, cp, changeRecords(t, app.APIKey, doc))
 		}
 		require.Equal(t, current(), cp, "the runs replay to the current orders")
 		require.Equal(t, d.Runs[0].NextCursor, d.Cursor, "the chain's cursor is the newest run's")
@@ -330,31 +327,6 @@ func TestSchedulesOfChangeExports(t *testing.T) {
 	}
 	status, _, _ = raw(t, http.MethodDelete, schedulesURL+"/"+id, app.APIKey, "")
 	require.Equal(t, http.StatusNotFound, status)
-}
-
-// scheduledRecords downloads a change export's JSON lines.
-func scheduledRecords(t *testing.T, key string, doc changeDoc) []changeRow {
-	t.Helper()
-	var rows []changeRow
-	for _, f := range doc.Files {
-		if f.Format != "jsonl.gz" {
-			continue
-		}
-		resp, b := download(t, f.URL, key, nil)
-		require.Equal(t, http.StatusOK, resp.StatusCode)
-		zr, err := gzip.NewReader(bytes.NewReader(b))
-		require.NoError(t, err)
-		sc := bufio.NewScanner(zr)
-		sc.Buffer(make([]byte, 1<<20), 1<<20)
-		for sc.Scan() {
-			var r changeRow
-			require.NoError(t, json.Unmarshal(sc.Bytes(), &r))
-			rows = append(rows, r)
-		}
-		require.NoError(t, sc.Err())
-	}
-	require.Equal(t, doc.Progress.Rows, int64(len(rows)))
-	return rows
 }
 
 // problemDetail is a problem's detail with the id it names replaced, so
