@@ -330,25 +330,6 @@ func (s *Service) scheduleState(ctx context.Context, sc postgres.Schedule, runs 
 		if st.Runs, err = s.Schedules.Runs(ctx, sc.ID, min(runs, MaxRunsShown)); err != nil {
 			return ScheduleState{}, err
 		}
-		if st.Running == 0 {
-			// Temporal answered (an error returned above): none runs.
-			orphaned(st.Runs)
-		}
 	}
 	return st, nil
-}
-
-// orphaned shows as failed the runs still recorded as running when
-// Temporal runs none of the schedule's workflows: a run records its
-// outcome before its workflow ends, so such a run's workflow was
-// terminated (or timed out) before it could. Its export, if it started,
-// keeps its own status; the chain's cursor did not move.
-func orphaned(runs []postgres.ScheduleRun) {
-	for i := range runs {
-		if runs[i].Phase == postgres.RunRunning {
-			runs[i].Phase = exportd.PhaseFailed
-			runs[i].Error = &exportd.Failure{Code: exportd.CodeInternal, Retryable: true,
-				Message: "the run's workflow ended before it recorded how its export ended (terminated or timed out); the chain's cursor did not move, so the next run exports this interval again"}
-		}
-	}
 }

@@ -27,10 +27,9 @@ type fakeTemporal struct {
 }
 
 type fakeSchedule struct {
-	opts    client.ScheduleOptions
-	paused  bool
-	note    string
-	running int // workflows of the schedule Temporal runs
+	opts   client.ScheduleOptions
+	paused bool
+	note   string
 }
 
 func (f *fakeTemporal) ScheduleClient() client.ScheduleClient { return fakeScheduleClient{f} }
@@ -92,8 +91,7 @@ func (h fakeHandle) Describe(context.Context) (*client.ScheduleDescription, erro
 	}
 	return &client.ScheduleDescription{
 		Schedule: client.Schedule{State: &client.ScheduleState{Paused: s.paused, Note: s.note}},
-		Info: client.ScheduleInfo{NextActionTimes: []time.Time{time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)},
-			RunningWorkflows: make([]client.ScheduleWorkflowExecution, s.running)},
+		Info:     client.ScheduleInfo{NextActionTimes: []time.Time{time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)}},
 	}, nil
 }
 
@@ -294,33 +292,4 @@ func TestCreateScheduleAcceptsStandardCron(t *testing.T) {
 		_, err := svc.CreateSchedule(ctx, app, scheduleRequest(func(r *exports.ScheduleRequest) { r.Every = every }))
 		require.NoError(t, err, every)
 	}
-}
-
-// TestOrphanedRunShowsFailed checks that a run recorded as running shows
-// as running while Temporal runs a workflow of the schedule, and as failed,
-// saying why and that the cursor did not move, once Temporal runs none (its
-// workflow was terminated before it recorded the outcome).
-func TestOrphanedRunShowsFailed(t *testing.T) {
-	ctx := context.Background()
-	svc, ft, app, _ := scheduleService(t)
-	created, err := svc.CreateSchedule(ctx, app, scheduleRequest(func(r *exports.ScheduleRequest) { r.Paused = true }))
-	require.NoError(t, err)
-	st := created.Schedule
-	now := time.Now().UTC()
-	_, err = svc.Schedules.(*postgres.Schedules).BeginRun(ctx, st.ID, st.ID+"-run1", now, now)
-	require.NoError(t, err)
-	fs := ft.schedules[contract.ScheduleID(st.ID)]
-
-	fs.running = 1
-	got, err := svc.Schedule(ctx, app, st.ID, 10)
-	require.NoError(t, err)
-	require.Len(t, got.Runs, 1)
-	require.Equal(t, postgres.RunRunning, got.Runs[0].Phase)
-
-	fs.running = 0
-	got, err = svc.Schedule(ctx, app, st.ID, 10)
-	require.NoError(t, err)
-	require.Equal(t, exportd.PhaseFailed, got.Runs[0].Phase)
-	require.Contains(t, got.Runs[0].Error.Message, "the chain's cursor did not move")
-	require.Equal(t, st.Cursor, got.Schedule.Cursor)
 }
