@@ -67,29 +67,13 @@ func (a *Activities) exportChanges(ctx context.Context, in ExportInput) (ExportR
 	// Discarding many files and counting many rows take longer than the
 	// heartbeat timeout: the attempt beats meanwhile, showing what earlier
 	// attempts had reached.
-	shown := contract.Heartbeat{Done: in.Shown, Total: in.Total}
-	stop := beatWhile(ctx, shown)
-	// Files first, then their records, as Purge does: a discard cut short
-	// is finished by the next attempt.
-	if err := a.Store.DeletePrefix(ctx, spec.ExportID+"/"); err != nil {
-		stop()
-		return ExportResult{}, classify(ctx, exportd.CodeStorageError, "discarding an earlier attempt's files", err, nil)
-	}
-	if err := a.Records.Delete(ctx, spec.ExportID); err != nil {
-		stop()
-		return ExportResult{}, classify(ctx, exportd.CodeSourceError, "discarding an earlier attempt's records", err, nil)
-	}
-	c, err := a.Source.OpenChanges(ctx)
-	if err != nil {
-		stop()
-		return ExportResult{}, classify(ctx, exportd.CodeSourceError, "taking the export's mark", err, nil)
-	}
-	defer c.Close(context.WithoutCancel(ctx))
-	total, err := a.Source.CountChanges(ctx, c, q)
+	stop := beatWhile(ctx, contract.Heartbeat{Done: in.Shown, Total: in.Total})
+	c, total, err := a.startChanges(ctx, spec.ExportID, q)
 	stop()
 	if err != nil {
-		return ExportResult{}, classify(ctx, exportd.CodeSourceError, "counting the changes", err, nil)
+		return ExportResult{}, err
 	}
+	defer c.Close(context.WithoutCancel(ctx))
 	e := newExporter(ctx, a, spec, postgres.Resume{}, total, attemptTag(ctx, in.Attempt))
 	e.end, e.shown, e.emptyFiles = 1<<31-1, min(in.Shown, total), true
 	if in.Shown > 0 {
@@ -107,6 +91,30 @@ func (a *Activities) exportChanges(ctx context.Context, in ExportInput) (ExportR
 		Mark: string(c.Mark()), AppID: spec.AppID, MerchantID: spec.MerchantID, Dataset: spec.Dataset, ExportID: spec.ExportID,
 	})
 	return ExportResult{Rows: e.beat.Rows, Parts: e.beat.Part, FileCount: e.beat.Part * len(spec.Formats), NextCursor: next}, nil
+}
+
+// startChanges discards what earlier attempts of the export wrote, then
+// takes the export's mark and counts its records as of it. Its errors are
+// classified.
+func (a *Activities) startChanges(ctx context.Context, exportID string, q postgres.ChangeQuery) (*postgres.Changes, int64, error) {
+	// Files first, then their records, as Purge does: a discard cut short
+	// is finished by the next attempt.
+	if err := a.Store.DeletePrefix(ctx, exportID+"/"); err != nil {
+		return nil, 0, classify(ctx, exportd.CodeStorageError, "discarding an earlier attempt's files", err, nil)
+	}
+	if err := a.Records.Delete(ctx, exportID); err != nil {
+		return nil, 0, classify(ctx, exportd.CodeSourceError, "discarding an earlier attempt's records", err, nil)
+	}
+	c, err := a.Source.OpenChanges(ctx)
+	if err != nil {
+		return nil, 0, classify(ctx, exportd.CodeSourceError, "taking the export's mark", err, nil)
+	}
+	total, err := a.Source.CountChanges(ctx, c, q)
+	if err != nil {
+		_ = c.Close(context.WithoutCancel(ctx))
+		return nil, 0, classify(ctx, exportd.CodeSourceError, "counting the changes", err, nil)
+	}
+	return c, total, nil
 }
 
 // beatWhile heartbeats hb every few seconds until stop is called, for the

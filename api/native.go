@@ -59,26 +59,17 @@ func (c createRequest) spec() (exportd.Spec, error) {
 	if c.MerchantID == "" {
 		return exportd.Spec{}, &apiError{code: codeInvalidRequest, field: "merchantId", detail: "merchantId is required"}
 	}
+	// A window needs both times; other modes take none, and a time given
+	// to one is refused by Normalize, naming it, once it parsed.
+	window := c.Mode == exportd.ModeWindow || c.Mode == "window"
 	var start, end time.Time
-	if c.Mode != exportd.ModeWindow && c.Mode != "window" && c.Mode != exportd.ModeChanges {
-		return exportd.Spec{}, &apiError{code: codeInvalidRequest, field: "mode", detail: fmt.Sprintf(`mode must be "window" (the default) or "changes", not %q`, c.Mode)}
-	}
-	if c.Mode == exportd.ModeChanges {
-		// A change export selects by cursor: a time given is refused
-		// (by Normalize, naming the field) rather than ignored.
-		if c.Start != "" || c.End != "" {
-			field := "start"
-			if c.Start == "" {
-				field = "end"
-			}
-			return exportd.Spec{}, &apiError{code: codeInvalidRequest, field: field,
-				detail: field + ` must not be given with mode "changes": a change export selects by cursor, not by time`}
-		}
-	} else {
-		var err error
+	var err error
+	if window || c.Start != "" {
 		if start, err = parseTime("start", c.Start); err != nil {
 			return exportd.Spec{}, err
 		}
+	}
+	if window || c.End != "" {
 		if end, err = parseTime("end", c.End); err != nil {
 			return exportd.Spec{}, err
 		}

@@ -85,6 +85,23 @@ func changeRecords(t *testing.T, key string, doc changeDoc) []changeRow {
 	return rows
 }
 
+// currentOrders is the merchant's orders in SQL, as a replayed copy
+// holds them.
+func currentOrders(t *testing.T, db *pgx.Conn, merchant string) map[int64]copyOrder {
+	t.Helper()
+	rows, err := db.Query(context.Background(), "SELECT id, coalesce(note, ''), total FROM orders WHERE merchant_id = $1", merchant)
+	require.NoError(t, err)
+	out := map[int64]copyOrder{}
+	for rows.Next() {
+		var id int64
+		var o copyOrder
+		require.NoError(t, rows.Scan(&id, &o.Note, &o.Total))
+		out[id] = o
+	}
+	require.NoError(t, rows.Err())
+	return out
+}
+
 // apply replays a change export's records onto a copy.
 func apply(t *testing.T, cp map[int64]copyOrder, rows []changeRow) {
 	t.Helper()
@@ -120,19 +137,6 @@ func TestChangeExportsThroughTheAPI(t *testing.T) {
 	db, err := pgx.Connect(ctx, s.DatabaseURL)
 	require.NoError(t, err)
 	defer db.Close(ctx)
-	current := func() map[int64]copyOrder {
-		rows, err := db.Query(ctx, "SELECT id, coalesce(note, ''), total FROM orders WHERE merchant_id = $1", merchant)
-		require.NoError(t, err)
-		out := map[int64]copyOrder{}
-		for rows.Next() {
-			var id int64
-			var o copyOrder
-			require.NoError(t, rows.Scan(&id, &o.Note, &o.Total))
-			out[id] = o
-		}
-		require.NoError(t, rows.Err())
-		return out
-	}
 	exec := func(sql string, args ...any) {
 		_, err := db.Exec(ctx, sql, args...)
 		require.NoError(t, err, sql)
@@ -149,7 +153,7 @@ func TestChangeExportsThroughTheAPI(t *testing.T) {
 	backfill, rows := changeExport(t, s, app.APIKey, merchant, "")
 	require.Len(t, rows, 1000, "the backfill holds every current order")
 	apply(t, cp, rows)
-	require.Equal(t, current(), cp)
+	require.Equal(t, currentOrders(t, db, merchant), cp)
 
 	// Edits, a new order, deletes; then the second export holds exactly
 	// those.
@@ -176,7 +180,7 @@ func TestChangeExportsThroughTheAPI(t *testing.T) {
 	}
 	require.Equal(t, want, ops)
 	apply(t, cp, rows)
-	require.Equal(t, current(), cp)
+	require.Equal(t, currentOrders(t, db, merchant), cp)
 
 	// An order edited again and then deleted, one edited twice.
 	exec("UPDATE orders SET note = 'edited twice', total = total + 1, updated_at = clock_timestamp() WHERE id = $1", edited[1])
@@ -186,7 +190,7 @@ func TestChangeExportsThroughTheAPI(t *testing.T) {
 	third, rows := changeExport(t, s, app.APIKey, merchant, second.NextCursor)
 	require.Len(t, rows, 2, "%+v", rows)
 	apply(t, cp, rows)
-	require.Equal(t, current(), cp, "the chain replays to the current orders")
+	require.Equal(t, currentOrders(t, db, merchant), cp, "the chain replays to the current orders")
 
 	// The manifest carries the cursors too.
 	var m struct {

@@ -112,19 +112,6 @@ func TestSchedulesOfChangeExports(t *testing.T) {
 		require.Equal(t, http.StatusNoContent, status, "%s", b)
 	}
 
-	current := func() map[int64]copyOrder {
-		rows, err := db.Query(ctx, "SELECT id, coalesce(note, ''), total FROM orders WHERE merchant_id = $1", merchant)
-		require.NoError(t, err)
-		out := map[int64]copyOrder{}
-		for rows.Next() {
-			var id int64
-			var c copyOrder
-			require.NoError(t, rows.Scan(&id, &c.Note, &c.Total))
-			out[id] = c
-		}
-		require.NoError(t, rows.Err())
-		return out
-	}
 	exec := func(sql string, args ...any) {
 		t.Helper()
 		_, err := db.Exec(ctx, sql, args...)
@@ -186,7 +173,7 @@ func TestSchedulesOfChangeExports(t *testing.T) {
 			require.Equal(t, r.Rows, doc.Progress.Rows)
 			apply(t, cp, changeRecords(t, app.APIKey, doc))
 		}
-		require.Equal(t, current(), cp, "the runs replay to the current orders")
+		require.Equal(t, currentOrders(t, db, merchant), cp, "the runs replay to the current orders")
 		require.Equal(t, d.Runs[0].NextCursor, d.Cursor, "the chain's cursor is the newest run's")
 	}
 
